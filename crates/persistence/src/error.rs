@@ -1,0 +1,74 @@
+//! The persistence layer's error and its mapping to client-facing errors.
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use paas_core::Error;
+
+/// What can go wrong inside a transaction: a query failed, or a rule checked inside the
+/// transaction was broken (which rolls the transaction back).
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Query(#[from] DieselError),
+    #[error(transparent)]
+    Rule(#[from] Error),
+    #[error("stored value is invalid: {0}")]
+    Corrupt(String),
+}
+
+/// Stable error codes for the unique constraints a client can run into.
+fn unique_violation(constraint: Option<&str>) -> Error {
+    match constraint {
+        Some("tenants_name_key") => Error::conflict(
+            "tenant_name_taken",
+            "a tenant with this name already exists",
+        ),
+        Some("users_tenant_email_key") => Error::conflict(
+            "email_taken",
+            "a user with this email already exists in this tenant",
+        ),
+        _ => Error::conflict(
+            "already_exists",
+            "an object with these values already exists",
+        ),
+    }
+}
+
+pub(crate) fn unavailable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+    Error::unavailable(
+        "database_unavailable",
+        "the database is unavailable; retry shortly",
+        2,
+    )
+    .with_source(source)
+}
+
+impl From<DbError> for Error {
+    fn from(err: DbError) -> Self {
+        match err {
+            DbError::Rule(err) => err,
+            DbError::Corrupt(what) => Error::internal(format!("corrupt stored value: {what}")),
+            DbError::Query(DieselError::DatabaseError(kind, info)) => match kind {
+                DatabaseErrorKind::UniqueViolation => unique_violation(info.constraint_name()),
+                DatabaseErrorKind::CheckViolation => {
+                    Error::bad_request("invalid_value", "a value is outside the allowed range")
+                }
+                DatabaseErrorKind::SerializationFailure => Error::unavailable(
+                    "concurrent_update",
+                    "a concurrent change got in the way; retry the request",
+                    1,
+                ),
+                DatabaseErrorKind::ClosedConnection => unavailable(info.message().to_owned()),
+                _ => Error::internal(format!("database error: {}", info.message())),
+            },
+            DbError::Query(DieselError::NotFound) => Error::not_found("object"),
+            DbError::Query(other) => Error::internal(other),
+        }
+    }
+}
+
+/// Parses a stored enum string, treating an unknown value as corruption (never a panic).
+pub(crate) fn parse_stored<T: std::str::FromStr>(column: &str, value: &str) -> Result<T, DbError> {
+    value
+        .parse()
+        .map_err(|_| DbError::Corrupt(format!("{column} = {value:?}")))
+}

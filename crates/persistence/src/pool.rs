@@ -1,0 +1,116 @@
+//! The connection pool and the only two ways to run queries: [`Db::tenant_tx`] and
+//! [`Db::anonymous_tx`]. Both open a transaction as the `paas_app` role, so row-level security
+//! applies even when `DATABASE_URL` names a superuser or the tables' owner.
+
+use std::time::Duration;
+
+use deadpool_diesel::postgres::{Manager, Pool, Runtime};
+use diesel::connection::Connection;
+use diesel::sql_types::Text;
+use diesel::{PgConnection, RunQueryDsl};
+use paas_core::{Error, TenantId};
+
+use crate::error::{DbError, unavailable};
+
+/// Pool settings.
+#[derive(Clone, Debug)]
+pub struct DbConfig {
+    pub url: String,
+    pub max_connections: usize,
+    /// How long a request waits for a free connection (or a new one) before it gets a 503.
+    pub acquire_timeout: Duration,
+}
+
+/// A handle to the database. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.pool.status();
+        f.debug_struct("Db")
+            .field("size", &status.size)
+            .field("available", &status.available)
+            .finish()
+    }
+}
+
+/// Runs at the start of every transaction: become `paas_app`, scope to one tenant (or none).
+const SCOPE_SQL: &str =
+    "SELECT set_config('role', 'paas_app', true), set_config('paas.tenant_id', $1, true)";
+
+impl Db {
+    /// Builds the pool. No connection is made until the first query, so the server can start
+    /// while the database is still coming up.
+    pub fn new(config: &DbConfig) -> Result<Self, Error> {
+        let manager = Manager::new(config.url.clone(), Runtime::Tokio1);
+        let pool = Pool::builder(manager)
+            .max_size(config.max_connections)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(config.acquire_timeout))
+            .create_timeout(Some(config.acquire_timeout))
+            .recycle_timeout(Some(config.acquire_timeout))
+            .build()
+            .map_err(Error::internal)?;
+        Ok(Self { pool })
+    }
+
+    /// Runs `f` in a transaction scoped to `tenant`: row-level security shows it only that
+    /// tenant's rows and refuses writes to any other. An `Err` from `f` rolls back.
+    pub async fn tenant_tx<T, F>(&self, tenant: TenantId, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(&mut PgConnection) -> Result<T, DbError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.scoped_tx(Some(tenant), f).await
+    }
+
+    /// Runs `f` in a transaction with no tenant: every tenant-owned table looks empty. Used
+    /// only for the `SECURITY DEFINER` look-ups that find a tenant or key before the tenant is
+    /// known.
+    pub async fn anonymous_tx<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(&mut PgConnection) -> Result<T, DbError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.scoped_tx(None, f).await
+    }
+
+    /// `SELECT 1` through the pool: is the database answering?
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.anonymous_tx(|conn| {
+            diesel::sql_query("SELECT 1").execute(conn)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Connections open and idle right now, for metrics and `/readyz`.
+    pub fn pool_status(&self) -> (usize, usize) {
+        let status = self.pool.status();
+        (status.size, status.available)
+    }
+
+    async fn scoped_tx<T, F>(&self, tenant: Option<TenantId>, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(&mut PgConnection) -> Result<T, DbError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let conn = self.pool.get().await.map_err(unavailable)?;
+        let tenant = tenant.map(|t| t.to_string()).unwrap_or_default();
+        let result = conn
+            .interact(move |conn| {
+                conn.transaction(|conn| {
+                    diesel::sql_query(SCOPE_SQL)
+                        .bind::<Text, _>(&tenant)
+                        .execute(conn)?;
+                    f(conn)
+                })
+            })
+            .await
+            .map_err(|err| Error::internal(err.to_string()))?;
+        result.map_err(Error::from)
+    }
+}
