@@ -112,3 +112,19 @@ pub fn revoke_all_for_user(
     .set(refresh_tokens::revoked_at.eq(now))
     .execute(conn)?)
 }
+
+/// The user's login sessions that are still live.
+pub fn sessions_of_user(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    user: UserId,
+) -> Result<Vec<TokenFamilyId>, DbError> {
+    let families: Vec<Uuid> = refresh_tokens::table
+        .filter(refresh_tokens::tenant_id.eq(tenant.into_uuid()))
+        .filter(refresh_tokens::user_id.eq(user.into_uuid()))
+        .filter(refresh_tokens::revoked_at.is_null())
+        .select(refresh_tokens::family_id)
+        .distinct()
+        .load(conn)?;
+    Ok(families.into_iter().map(TokenFamilyId::from_uuid).collect())
+}

@@ -1,0 +1,243 @@
+//! The `agent-paas` command line: `serve`, `migrate`, `tenant create`.
+// The CLI talks to a person on stdout/stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::net::TcpListener;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use paas_core::Error;
+use paas_models::Plan;
+use paas_persistence::{migrations, tenants};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::Config;
+use crate::state::AppState;
+use crate::{server, services, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agent-paas",
+    version,
+    about = "Agent PaaS: a multi-tenant platform for LLM agents"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server (applies pending migrations first unless --no-migrate).
+    Serve {
+        /// Do not apply pending migrations at start-up.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Apply pending database migrations.
+    Migrate {
+        /// Create the database named in DATABASE_URL first if it does not exist.
+        #[arg(long)]
+        create_db: bool,
+    },
+    /// Manage tenants without the API.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PlanArg {
+    Free,
+    Pro,
+    Enterprise,
+}
+
+impl From<PlanArg> for Plan {
+    fn from(plan: PlanArg) -> Self {
+        match plan {
+            PlanArg::Free => Plan::Free,
+            PlanArg::Pro => Plan::Pro,
+            PlanArg::Enterprise => Plan::Enterprise,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant and its first admin.
+    Create {
+        /// Tenant name (slug: lowercase letters, digits, hyphens).
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        admin_email: String,
+        /// The admin's password (or set PAAS_ADMIN_PASSWORD, which keeps it out of `ps`).
+        #[arg(long, env = "PAAS_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: String,
+        #[arg(long, value_enum, default_value = "free")]
+        plan: PlanArg,
+        /// Succeed without changes if a tenant with this name exists.
+        #[arg(long)]
+        if_not_exists: bool,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("agent-paas: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let result = actix_web::rt::System::new().block_on(async move {
+        match cli.command {
+            Command::Serve { no_migrate } => serve(config, !no_migrate).await,
+            Command::Migrate { create_db } => migrate(&config, create_db).await,
+            Command::Tenant {
+                command:
+                    TenantCommand::Create {
+                        name,
+                        admin_email,
+                        admin_password,
+                        plan,
+                        if_not_exists,
+                    },
+            } => {
+                create_tenant(
+                    config,
+                    &name,
+                    &admin_email,
+                    SecretString::from(admin_password),
+                    plan.into(),
+                    if_not_exists,
+                )
+                .await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("agent-paas: {}: {}", err.code(), err.message());
+            let cause = err.cause_chain();
+            if !cause.is_empty() {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_migrations(config: &Config, create_db: bool) -> Result<Vec<String>, Error> {
+    let url = config.database_url.expose_secret().to_owned();
+    tokio::task::spawn_blocking(move || {
+        if create_db && migrations::create_database_if_missing(&url)? {
+            tracing::info!("created the database");
+        }
+        migrations::run_pending(&url)
+    })
+    .await
+    .map_err(Error::internal)?
+}
+
+async fn migrate(config: &Config, create_db: bool) -> Result<(), Error> {
+    let applied = run_migrations(config, create_db).await?;
+    if applied.is_empty() {
+        println!("database is up to date");
+    } else {
+        for name in applied {
+            println!("applied {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn serve(config: Config, migrate: bool) -> Result<(), Error> {
+    if config.generated_secrets.is_empty() {
+        tracing::info!(env = ?config.env, "configuration loaded");
+    } else {
+        tracing::warn!(
+            generated = ?config.generated_secrets,
+            "no secret configured, using random ones: sessions will not survive a restart (set them in .env)"
+        );
+    }
+    if migrate {
+        // The database may still be starting (a fresh compose stack): retry for about 30 s.
+        let mut attempt = 0;
+        loop {
+            match run_migrations(&config, false).await {
+                Ok(applied) => {
+                    for name in applied {
+                        tracing::info!(migration = %name, "applied migration");
+                    }
+                    break;
+                }
+                Err(err) if attempt < 15 && err.kind() == paas_core::ErrorKind::Unavailable => {
+                    attempt += 1;
+                    tracing::warn!(attempt, "database not reachable yet; retrying migrations");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+    let listen = config.listen_addr.clone();
+    let state = AppState::new(config)?;
+    state.passwords.warm_up().await;
+    let listener = TcpListener::bind(&listen)
+        .map_err(|err| Error::internal(format!("cannot listen on {listen}: {err}")))?;
+    let addr = listener.local_addr().map_err(Error::internal)?;
+    let redis = state.redis.clone();
+    let server = server::build(state, listener).map_err(Error::internal)?;
+    tracing::info!(%addr, "agent-paas listening on http://{addr}");
+    let result = server.await.map_err(Error::internal);
+    redis.quit().await;
+    tracing::info!("agent-paas stopped");
+    result
+}
+
+async fn create_tenant(
+    config: Config,
+    name: &str,
+    email: &str,
+    password: SecretString,
+    plan: Plan,
+    if_not_exists: bool,
+) -> Result<(), Error> {
+    run_migrations(&config, false).await?;
+    let state = AppState::new(config)?;
+    if if_not_exists {
+        let lookup = name.to_owned();
+        if state
+            .db
+            .anonymous_tx(move |conn| Ok(tenants::find_by_name(conn, &lookup)?))
+            .await?
+            .is_some()
+        {
+            println!("tenant {name} already exists; nothing to do");
+            return Ok(());
+        }
+    }
+    let (tenant, user) =
+        services::accounts::bootstrap_tenant(&state, name, email, password.clone(), plan).await?;
+    let _ = password.expose_secret();
+    println!(
+        "created tenant {} ({}) on the {} plan",
+        tenant.name,
+        tenant.id,
+        tenant.plan.as_str()
+    );
+    println!("admin: {} ({})", user.email, user.id);
+    state.redis.quit().await;
+    Ok(())
+}

@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+
+pub mod cli;
+pub mod config;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod redis;
+pub mod routes;
+pub mod server;
+pub mod services;
+pub mod state;
+pub mod telemetry;
+pub mod throttle;
+
+pub use config::Config;
+pub use state::AppState;

@@ -1,0 +1,93 @@
+//! The shared Redis connection (fred), with every key under the configured prefix.
+//!
+//! The client connects in the background and reconnects forever, so the server starts and keeps
+//! serving while Redis is down; every command has a short timeout, and callers decide what a
+//! failure means for them (the login throttle falls back to per-process counting, `/readyz`
+//! reports it).
+
+use std::time::Duration;
+
+use fred::prelude::{ClientLike, Config as FredConfig, ReconnectPolicy, TcpConfig};
+use fred::types::Builder;
+use paas_core::Error;
+
+/// A connected (or reconnecting) Redis client and the key prefix of this deployment.
+#[derive(Clone)]
+pub struct RedisStore {
+    client: fred::clients::Client,
+    prefix: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("connected", &self.client.is_connected())
+            .finish()
+    }
+}
+
+/// How long any one Redis command may take before the caller treats Redis as down.
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+
+impl RedisStore {
+    /// Starts connecting; does not wait for the connection.
+    pub fn connect(url: &str, prefix: &str) -> Result<Self, Error> {
+        let config = FredConfig::from_url(url)
+            .map_err(|err| Error::bad_request("invalid_redis_url", format!("REDIS_URL: {err}")))?;
+        let client = Builder::from_config(config)
+            .with_connection_config(|conn| {
+                conn.connection_timeout = Duration::from_secs(2);
+                conn.internal_command_timeout = Duration::from_secs(2);
+                conn.max_command_attempts = 1;
+                conn.tcp = TcpConfig {
+                    nodelay: Some(true),
+                    ..Default::default()
+                };
+            })
+            .with_performance_config(|perf| {
+                perf.default_command_timeout = COMMAND_TIMEOUT;
+            })
+            // Retry forever, 100 ms doubling to 2 s between attempts.
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+            .build()
+            .map_err(|err| Error::internal(format!("cannot build the Redis client: {err}")))?;
+        client.connect();
+        Ok(Self {
+            client,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// The full key for `suffix`.
+    pub fn key(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.prefix)
+    }
+
+    pub fn client(&self) -> &fred::clients::Client {
+        &self.client
+    }
+
+    /// Is Redis answering right now?
+    pub async fn ping(&self) -> Result<(), Error> {
+        if !self.client.is_connected() {
+            return Err(unavailable("not connected"));
+        }
+        let _: String = self.client.ping(None).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Closes the connection (at shutdown).
+    pub async fn quit(&self) {
+        let _ = self.client.quit().await;
+    }
+}
+
+pub fn unavailable(source: impl std::fmt::Display) -> Error {
+    Error::unavailable(
+        "redis_unavailable",
+        "Redis is unavailable; retry shortly",
+        2,
+    )
+    .with_source(source.to_string())
+}

@@ -1,0 +1,142 @@
+//! Authentication: turning a presented credential into a [`Principal`], checking on every
+//! request that the user is active, the tenant is not suspended, the login session or key has
+//! not been revoked, and the key has not expired — so each of those takes effect at once.
+
+use paas_auth::api_key;
+use paas_core::{Credential, Error, Principal, TenantId};
+use paas_models::{TenantStatus, UserStatus};
+use paas_persistence::{api_keys, users};
+
+use crate::state::AppState;
+
+/// A credential as presented, before it is checked.
+#[derive(Debug)]
+pub enum Presented {
+    /// A JWT access token.
+    AccessToken(String),
+    /// An `ap_…` API key.
+    ApiKey(String),
+}
+
+fn tenant_suspended() -> Error {
+    Error::forbidden(
+        "tenant_suspended",
+        "this tenant is suspended; contact the platform operator",
+    )
+}
+
+fn user_deactivated() -> Error {
+    Error::forbidden(
+        "user_deactivated",
+        "this account is deactivated; ask a tenant admin",
+    )
+}
+
+/// Checks a presented credential. See the module docs.
+pub async fn authenticate(state: &AppState, presented: Presented) -> Result<Principal, Error> {
+    match presented {
+        Presented::AccessToken(token) => authenticate_token(state, &token).await,
+        Presented::ApiKey(key) => authenticate_key(state, &key).await,
+    }
+}
+
+async fn authenticate_token(state: &AppState, token: &str) -> Result<Principal, Error> {
+    let claims = state.jwt.verify_access(token)?;
+    let (tenant, user, family) = (claims.tid, claims.sub, claims.sid);
+    let found = state
+        .db
+        .tenant_tx(tenant, move |conn| {
+            Ok(users::session_state(conn, tenant, user, family)?)
+        })
+        .await?;
+    let Some(session) = found else {
+        return Err(Error::unauthenticated(
+            "invalid_token",
+            "the token is invalid",
+        ));
+    };
+    if session.tenant_status == TenantStatus::Suspended {
+        return Err(tenant_suspended());
+    }
+    if session.user_status == UserStatus::Deactivated {
+        return Err(user_deactivated());
+    }
+    if session.session_revoked {
+        return Err(Error::unauthenticated(
+            "session_revoked",
+            "this session has ended (logged out or revoked); log in again",
+        ));
+    }
+    Ok(Principal {
+        tenant_id: tenant,
+        user_id: user,
+        role: session.role,
+        credential: Credential::Session { family },
+    })
+}
+
+async fn authenticate_key(state: &AppState, key: &str) -> Result<Principal, Error> {
+    let invalid = || Error::unauthenticated("invalid_api_key", "the API key is not valid");
+    if !api_key::looks_like_key(key) {
+        return Err(invalid());
+    }
+    let hash = api_key::hash(key);
+    let found = state
+        .db
+        .anonymous_tx(move |conn| Ok(api_keys::find_by_hash(conn, &hash)?))
+        .await?;
+    let Some(found) = found else {
+        return Err(invalid());
+    };
+    if !api_key::hashes_match(&found.key_hash, &hash) {
+        return Err(invalid());
+    }
+    let now = state.clock.now();
+    if found.revoked_at.is_some() {
+        return Err(Error::unauthenticated(
+            "api_key_revoked",
+            "this API key has been revoked",
+        ));
+    }
+    if found.expires_at <= now {
+        return Err(Error::unauthenticated(
+            "api_key_expired",
+            "this API key has expired; create a new one",
+        ));
+    }
+    if found.tenant_status == TenantStatus::Suspended {
+        return Err(tenant_suspended());
+    }
+    if found.owner_status == UserStatus::Deactivated {
+        return Err(user_deactivated());
+    }
+    let stale = found
+        .last_used_at
+        .is_none_or(|at| now - at > chrono::Duration::minutes(1));
+    if stale {
+        record_key_use(state, found.tenant_id, found.id);
+    }
+    Ok(Principal {
+        tenant_id: found.tenant_id,
+        user_id: found.user_id,
+        role: found.owner_role,
+        credential: Credential::ApiKey {
+            id: found.id,
+            scopes: found.scopes,
+        },
+    })
+}
+
+/// Records a key's last use off the request path (at most once a minute per key).
+fn record_key_use(state: &AppState, tenant: TenantId, key: paas_core::ApiKeyId) {
+    let db = state.db.clone();
+    let now = state.clock.now();
+    tokio::spawn(async move {
+        if let Err(err) = db
+            .tenant_tx(tenant, move |conn| api_keys::touch(conn, tenant, key, now))
+            .await
+        {
+            tracing::warn!(code = err.code(), "could not record API key use");
+        }
+    });
+}

@@ -1,0 +1,65 @@
+//! Everything a request handler can reach, built once at start-up and shared by all workers.
+
+use std::sync::Arc;
+
+use paas_auth::{JwtConfig, JwtKeys, PasswordHasher};
+use paas_core::{Clock, Error, SystemClock};
+use paas_persistence::{Db, DbConfig};
+use secrecy::ExposeSecret;
+
+use crate::config::Config;
+use crate::redis::RedisStore;
+use crate::throttle::{LoginThrottle, ThrottleLimits};
+
+/// Shared application state (cheap to clone: everything inside is reference-counted).
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub redis: RedisStore,
+    pub jwt: Arc<JwtKeys>,
+    pub passwords: PasswordHasher,
+    pub login_throttle: Arc<LoginThrottle>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl AppState {
+    /// Builds the state from configuration. Connects lazily: neither PostgreSQL nor Redis has to
+    /// be up yet.
+    pub fn new(config: Config) -> Result<Self, Error> {
+        Self::with_clock(config, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+        let db = Db::new(&DbConfig {
+            url: config.database_url.expose_secret().to_owned(),
+            max_connections: config.db_max_connections,
+            acquire_timeout: config.db_acquire_timeout,
+        })?;
+        let redis = RedisStore::connect(config.redis_url.expose_secret(), &config.redis_prefix)?;
+        let jwt = JwtKeys::new(&JwtConfig {
+            secret: config.jwt_secret.clone(),
+            previous_secret: config.jwt_previous_secret.clone(),
+            issuer: config.jwt_issuer.clone(),
+            access_ttl: config.access_token_ttl,
+            refresh_ttl: config.refresh_token_ttl,
+        });
+        let login_throttle = LoginThrottle::new(
+            redis.clone(),
+            ThrottleLimits {
+                per_account: config.login_max_failures,
+                per_ip: config.login_max_failures_per_ip,
+                window: config.login_lockout,
+            },
+        );
+        Ok(Self {
+            passwords: PasswordHasher::new(config.bcrypt_cost),
+            config: Arc::new(config),
+            db,
+            redis,
+            jwt: Arc::new(jwt),
+            login_throttle: Arc::new(login_throttle),
+            clock,
+        })
+    }
+}
