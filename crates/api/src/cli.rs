@@ -99,7 +99,19 @@ pub fn main() -> ExitCode {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    let result = actix_web::rt::System::new().block_on(async move {
+    // A plain multi-threaded Tokio runtime (actix-web runs on it; its workers get their own
+    // threads): tasks left at shutdown are dropped inside the runtime, as the pool needs.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("agent-paas: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve { no_migrate } => serve(config, !no_migrate).await,
             Command::Migrate { create_db } => migrate(&config, create_db).await,
@@ -220,7 +232,7 @@ async fn create_tenant(
         let lookup = name.to_owned();
         if state
             .db
-            .anonymous_tx(move |conn| Ok(tenants::find_by_name(conn, &lookup)?))
+            .anonymous_tx(move |conn| tenants::find_by_name(conn, &lookup))
             .await?
             .is_some()
         {

@@ -295,12 +295,11 @@ impl Config {
             }
         };
         let jwt_previous_secret = src.secret("PAAS_JWT_SECRET_PREVIOUS");
-        if let Some(previous) = &jwt_previous_secret {
-            if let (true, Some(reason)) = (production, weak_secret_reason(previous.expose_secret()))
-            {
-                src.problems
-                    .push(format!("PAAS_JWT_SECRET_PREVIOUS {reason}"));
-            }
+        if let Some(previous) = &jwt_previous_secret
+            && let (true, Some(reason)) = (production, weak_secret_reason(previous.expose_secret()))
+        {
+            src.problems
+                .push(format!("PAAS_JWT_SECRET_PREVIOUS {reason}"));
         }
 
         let master_key = match src.secret("PAAS_MASTER_KEY") {

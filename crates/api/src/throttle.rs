@@ -162,10 +162,10 @@ impl LoginThrottle {
             (&keys.account, self.limits.per_account),
             (&keys.ip, self.limits.per_ip),
         ] {
-            if let Some((count, until)) = local.get(key) {
-                if *count >= limit {
-                    return Err(too_many(until.saturating_duration_since(now)));
-                }
+            if let Some((count, until)) = local.get(key)
+                && *count >= limit
+            {
+                return Err(too_many(until.saturating_duration_since(now)));
             }
         }
         Ok(())

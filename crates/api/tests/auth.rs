@@ -1,5 +1,7 @@
 //! Sign-up, login, refresh-token rotation and reuse detection, logout, token forgery, login
 //! throttling, password rules.
+// Test helpers fail loudly by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -18,7 +20,7 @@ async fn signup_raw(app: &TestApp, body: Value) -> reqwest::Response {
         .unwrap()
 }
 
-#[actix_web::test]
+#[tokio::test]
 async fn signup_creates_a_tenant_whose_first_user_is_admin() {
     let app = TestApp::new().await;
     let response = signup_raw(
@@ -55,7 +57,7 @@ async fn signup_creates_a_tenant_whose_first_user_is_admin() {
     assert_eq!(app.count("SELECT count(*) FROM tenant_quotas"), 1);
 }
 
-#[actix_web::test]
+#[tokio::test]
 async fn signup_refuses_a_taken_name_and_bad_fields_without_writing_anything() {
     let app = TestApp::new().await;
     app.signup("acme").await;
@@ -128,7 +130,7 @@ async fn signup_refuses_a_taken_name_and_bad_fields_without_writing_anything() {
     assert_eq!(app.count("SELECT count(*) FROM users"), 1);
 }
 
-#[actix_web::test]
+#[tokio::test]
 async fn a_72_byte_password_is_accepted_whole() {
     let app = TestApp::new().await;
     let password = "x".repeat(71) + "y";
@@ -159,7 +161,7 @@ async fn a_72_byte_password_is_accepted_whole() {
     .await;
 }
 
-#[actix_web::test]
+#[tokio::test]
 async fn login_answers_unknown_tenants_users_and_wrong_passwords_alike() {
     let app = TestApp::new().await;
     let tenant = app.signup("acme").await;
@@ -199,7 +201,7 @@ async fn login_answers_unknown_tenants_users_and_wrong_passwords_alike() {
     );
 }
 
-#[actix_web::test]
+#[tokio::test]
 async fn repeated_failures_lock_the_account_with_retry_after() {
     let app = TestApp::builder()
         .env("PAAS_LOGIN_MAX_FAILURES", "3")
@@ -231,7 +233,7 @@ async fn repeated_failures_lock_the_account_with_retry_after() {
     .await;
 }
 
-#[actix_web::test]
+#[tokio::test]
 async fn repeated_failures_from_one_address_are_throttled_across_accounts() {
     let app = TestApp::builder()
         .env("PAAS_LOGIN_MAX_FAILURES_PER_IP", "4")
@@ -255,7 +257,7 @@ async fn repeated_failures_from_one_address_are_throttled_across_accounts() {
     .await;
 }
 
-#[actix_web::test]
+#[tokio::test]
 async fn a_successful_login_clears_the_account_counter() {
     let app = TestApp::builder()
         .env("PAAS_LOGIN_MAX_FAILURES", "3")
@@ -290,7 +292,7 @@ async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
         .unwrap()
 }
 
-#[actix_web::test]
+#[tokio::test]
 async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
     let app = TestApp::new().await;
     let admin = app.signup("acme").await.admin;
@@ -353,7 +355,7 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
     .await;
 }
 
-#[actix_web::test]
+#[tokio::test]
 async fn access_and_refresh_tokens_cannot_stand_in_for_each_other() {
     let app = TestApp::new().await;
     let admin = app.signup("acme").await.admin;
@@ -374,7 +376,7 @@ async fn access_and_refresh_tokens_cannot_stand_in_for_each_other() {
     .await;
 }
 
-#[actix_web::test]
+#[tokio::test]
 async fn logout_ends_the_session_at_once() {
     let app = TestApp::new().await;
     let admin = app.signup("acme").await.admin;
@@ -418,7 +420,7 @@ fn sign(claims: &Value, alg: Algorithm, secret: &[u8]) -> String {
     jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret)).unwrap()
 }
 
-#[actix_web::test]
+#[tokio::test]
 async fn forged_tampered_and_expired_tokens_are_refused() {
     let app = TestApp::new().await;
     let tenant = app.signup("acme").await;
@@ -496,7 +498,7 @@ async fn forged_tampered_and_expired_tokens_are_refused() {
     .await;
 }
 
-#[actix_web::test]
+#[tokio::test]
 async fn missing_and_malformed_credentials_are_clear_401s() {
     let app = TestApp::new().await;
     let response = app.request(Method::GET, "/api/v1/me").send().await.unwrap();
@@ -522,7 +524,7 @@ async fn missing_and_malformed_credentials_are_clear_401s() {
     expect_error(response, StatusCode::UNAUTHORIZED, "invalid_api_key").await;
 }
 
-#[actix_web::test]
+#[tokio::test]
 async fn changing_the_password_ends_other_sessions() {
     let app = TestApp::new().await;
     let admin = app.signup("acme").await.admin;
@@ -592,7 +594,7 @@ async fn changing_the_password_ends_other_sessions() {
     .await;
 }
 
-#[actix_web::test]
+#[tokio::test]
 async fn signup_can_be_switched_off() {
     let app = TestApp::builder()
         .env("PAAS_ALLOW_SIGNUP", "false")

@@ -2,6 +2,7 @@
 //! [`Db::anonymous_tx`]. Both open a transaction as the `paas_app` role, so row-level security
 //! applies even when `DATABASE_URL` names a superuser or the tables' owner.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_diesel::postgres::{Manager, Pool, Runtime};
@@ -24,7 +25,42 @@ pub struct DbConfig {
 /// A handle to the database. Cheap to clone.
 #[derive(Clone)]
 pub struct Db {
-    pool: Pool,
+    pool: Arc<PoolOwner>,
+}
+
+/// Owns the pool so that dropping it is safe anywhere. deadpool closes each idle connection
+/// with `spawn_blocking`, which panics outside a Tokio runtime; the last handle can be dropped
+/// on such a thread (an actix worker winding down, a test ending), so give it one there.
+struct PoolOwner(Option<Pool>);
+
+impl std::ops::Deref for PoolOwner {
+    type Target = Pool;
+
+    fn deref(&self) -> &Pool {
+        // Always `Some` until `drop`.
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("the pool is only taken in drop"))
+    }
+}
+
+impl Drop for PoolOwner {
+    fn drop(&mut self) {
+        let Some(pool) = self.0.take() else { return };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            drop(pool);
+            return;
+        }
+        match tokio::runtime::Builder::new_current_thread().build() {
+            Ok(runtime) => {
+                let _entered = runtime.enter();
+                drop(pool);
+            }
+            // Without a runtime the connections would panic on drop: leak them instead; the
+            // process is ending anyway.
+            Err(_) => std::mem::forget(pool),
+        }
+    }
 }
 
 impl std::fmt::Debug for Db {
@@ -54,7 +90,9 @@ impl Db {
             .recycle_timeout(Some(config.acquire_timeout))
             .build()
             .map_err(Error::internal)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool: Arc::new(PoolOwner(Some(pool))),
+        })
     }
 
     /// Runs `f` in a transaction scoped to `tenant`: row-level security shows it only that

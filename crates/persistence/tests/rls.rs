@@ -1,5 +1,7 @@
 //! Row-level security holds even though the tests connect as a superuser: every query runs as
 //! `paas_app`, and a transaction without a tenant sees nothing.
+// Test helpers fail loudly by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

@@ -323,7 +323,7 @@ pub async fn login(state: &AppState, input: Login, client: &ClientInfo) -> Resul
         let name = tenant_name.clone();
         state
             .db
-            .anonymous_tx(move |conn| Ok(tenants::find_by_name(conn, &name)?))
+            .anonymous_tx(move |conn| tenants::find_by_name(conn, &name))
             .await?
     } else {
         None
@@ -334,7 +334,7 @@ pub async fn login(state: &AppState, input: Login, client: &ClientInfo) -> Resul
             state
                 .db
                 .tenant_tx(tenant_id, move |conn| {
-                    Ok(users::find_credentials(conn, tenant_id, &email)?)
+                    users::find_credentials(conn, tenant_id, &email)
                 })
                 .await?
         }
@@ -667,7 +667,7 @@ pub async fn change_password(
     let stored = state
         .db
         .tenant_tx(tenant, move |conn| {
-            Ok(users::find_credentials(conn, tenant, &email)?)
+            users::find_credentials(conn, tenant, &email)
         })
         .await?
         .map(|c| c.password_hash);

@@ -42,7 +42,7 @@ pub async fn list(
     state
         .db
         .tenant_tx(tenant, move |conn| {
-            Ok(api_keys::list(conn, tenant, owner, filter.include_revoked)?)
+            api_keys::list(conn, tenant, owner, filter.include_revoked)
         })
         .await
 }

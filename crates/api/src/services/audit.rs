@@ -18,7 +18,7 @@ pub async fn list(
     state
         .db
         .tenant_tx(tenant, move |conn| {
-            Ok(audit::list(conn, tenant, &filter, limit)?)
+            audit::list(conn, tenant, &filter, limit)
         })
         .await
 }

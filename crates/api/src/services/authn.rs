@@ -46,7 +46,7 @@ async fn authenticate_token(state: &AppState, token: &str) -> Result<Principal, 
     let found = state
         .db
         .tenant_tx(tenant, move |conn| {
-            Ok(users::session_state(conn, tenant, user, family)?)
+            users::session_state(conn, tenant, user, family)
         })
         .await?;
     let Some(session) = found else {
@@ -83,7 +83,7 @@ async fn authenticate_key(state: &AppState, key: &str) -> Result<Principal, Erro
     let hash = api_key::hash(key);
     let found = state
         .db
-        .anonymous_tx(move |conn| Ok(api_keys::find_by_hash(conn, &hash)?))
+        .anonymous_tx(move |conn| api_keys::find_by_hash(conn, &hash))
         .await?;
     let Some(found) = found else {
         return Err(invalid());

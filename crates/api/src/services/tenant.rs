@@ -12,7 +12,7 @@ pub async fn get(state: &AppState, principal: &Principal) -> Result<Tenant, Erro
     let tenant = principal.tenant_id;
     state
         .db
-        .tenant_tx(tenant, move |conn| Ok(tenants::get(conn, tenant)?))
+        .tenant_tx(tenant, move |conn| tenants::get(conn, tenant))
         .await?
         .ok_or_else(|| Error::not_found("tenant"))
 }

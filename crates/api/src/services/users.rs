@@ -22,9 +22,7 @@ pub async fn list(
     let tenant = principal.tenant_id;
     state
         .db
-        .tenant_tx(tenant, move |conn| {
-            Ok(users::list(conn, tenant, &filter, page)?)
-        })
+        .tenant_tx(tenant, move |conn| users::list(conn, tenant, &filter, page))
         .await
 }
 
@@ -32,7 +30,7 @@ pub async fn get(state: &AppState, principal: &Principal, id: UserId) -> Result<
     let tenant = principal.tenant_id;
     state
         .db
-        .tenant_tx(tenant, move |conn| Ok(users::get(conn, tenant, id)?))
+        .tenant_tx(tenant, move |conn| users::get(conn, tenant, id))
         .await?
         .ok_or_else(|| Error::not_found("user"))
 }

@@ -54,7 +54,7 @@ impl TestAppBuilder {
         let port = listener.local_addr().unwrap().port();
         let server = paas_api::server::build(state.clone(), listener).unwrap();
         let handle = server.handle();
-        actix_web::rt::spawn(server);
+        tokio::spawn(server);
         TestApp {
             base: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::builder().build().unwrap(),
@@ -78,7 +78,7 @@ pub struct TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         // Sends the stop command now; the returned future only waits for completion.
-        let _ = self.handle.stop(false);
+        drop(self.handle.stop(false));
     }
 }
 

@@ -1,0 +1,235 @@
+//! Probes, the OpenAPI document, and behaviour when Redis is down.
+// Test helpers fail loudly by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{PASSWORD, TestApp, expect_error, expect_status};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+#[tokio::test]
+async fn probes_report_liveness_and_readiness() {
+    let app = TestApp::new().await;
+    let health = app.request(Method::GET, "/healthz").send().await.unwrap();
+    assert_eq!(expect_status(health, StatusCode::OK).await["status"], "ok");
+    let ready = app.request(Method::GET, "/readyz").send().await.unwrap();
+    let ready = expect_status(ready, StatusCode::OK).await;
+    assert_eq!(
+        (ready["postgres"].as_str(), ready["redis"].as_str()),
+        (Some("ok"), Some("ok"))
+    );
+}
+
+#[tokio::test]
+async fn without_redis_the_server_is_not_ready_but_logins_work_and_stay_throttled() {
+    // Nothing listens on port 1: Redis is "down" for this server.
+    let app = TestApp::builder()
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .env("PAAS_LOGIN_MAX_FAILURES", "2")
+        .start()
+        .await;
+    let ready = app.request(Method::GET, "/readyz").send().await.unwrap();
+    assert_eq!(ready.headers()["retry-after"], "5");
+    let ready = expect_status(ready, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(
+        (ready["postgres"].as_str(), ready["redis"].as_str()),
+        (Some("ok"), Some("unavailable"))
+    );
+
+    app.signup("acme").await;
+    expect_status(
+        app.login("acme", "admin@acme.test", PASSWORD).await,
+        StatusCode::OK,
+    )
+    .await;
+    for _ in 0..2 {
+        expect_error(
+            app.login("acme", "admin@acme.test", "wrong password").await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        )
+        .await;
+    }
+    expect_error(
+        app.login("acme", "admin@acme.test", PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_login_attempts",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn without_postgres_requests_get_a_503_with_retry_after() {
+    let app = TestApp::builder()
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nothing")
+        .env("PAAS_DB_ACQUIRE_TIMEOUT_MS", "500")
+        .start()
+        .await;
+    let ready = app.request(Method::GET, "/readyz").send().await.unwrap();
+    let ready = expect_status(ready, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(ready["postgres"], "unavailable");
+    let login = app.login("acme", "admin@acme.test", PASSWORD).await;
+    assert!(login.headers().contains_key("retry-after"));
+    expect_error(
+        login,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "database_unavailable",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let app = TestApp::new().await;
+    let doc: Value = app
+        .request(Method::GET, "/api/v1/openapi.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut routes: Vec<String> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            routes.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    routes.sort();
+    let expected = [
+        "DELETE /api/v1/api-keys/{id}",
+        "DELETE /api/v1/users/{id}",
+        "GET /api/v1/api-keys",
+        "GET /api/v1/audit-events",
+        "GET /api/v1/me",
+        "GET /api/v1/openapi.json",
+        "GET /api/v1/tenant",
+        "GET /api/v1/users",
+        "GET /api/v1/users/{id}",
+        "GET /healthz",
+        "GET /readyz",
+        "PATCH /api/v1/me",
+        "PATCH /api/v1/tenant",
+        "PATCH /api/v1/users/{id}",
+        "POST /api/v1/api-keys",
+        "POST /api/v1/auth/login",
+        "POST /api/v1/auth/logout",
+        "POST /api/v1/auth/refresh",
+        "POST /api/v1/auth/signup",
+        "POST /api/v1/me/password",
+        "POST /api/v1/users",
+    ];
+    assert_eq!(routes, expected);
+    let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+    assert!(schemes.contains_key("bearer") && schemes.contains_key("api_key"));
+    for schema in [
+        "SignupRequest",
+        "User",
+        "Tenant",
+        "ApiKey",
+        "AuditEvent",
+        "ErrorBody",
+    ] {
+        assert!(
+            doc["components"]["schemas"].get(schema).is_some(),
+            "{schema} missing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_audit_log_records_who_did_what_from_where() {
+    let app = TestApp::new().await;
+    let tenant = app.signup("acme").await;
+    let admin = &tenant.admin;
+    let viewer = app.with_user(admin, "viewer").await;
+    let (key_id, _) = app.with_api_key(admin, &["chat"]).await;
+    app.delete(&format!("/api/v1/api-keys/{key_id}"), &admin.access_token)
+        .send()
+        .await
+        .unwrap();
+    app.patch(
+        "/api/v1/tenant",
+        &admin.access_token,
+        serde_json::json!({"settings": {"theme": "dark"}}),
+    )
+    .send()
+    .await
+    .unwrap();
+    app.login("acme", &viewer.email, "wrong password").await;
+
+    let all = expect_status(
+        app.get("/api/v1/audit-events", &admin.access_token)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let actions: Vec<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "auth.login_failed",
+            "tenant.updated",
+            "api_key.revoked",
+            "api_key.created",
+            "auth.login",
+            "user.created",
+            "user.created",
+            "tenant.created"
+        ]
+    );
+    let failed = &all["items"][0];
+    assert_eq!(failed["actor_user_id"], viewer.user_id.as_str());
+    assert_eq!(failed["ip"], "127.0.0.1");
+    assert_eq!(failed["details"]["reason"], "wrong_password");
+    assert_eq!(
+        all["items"][1]["details"]["settings"]["to"],
+        serde_json::json!({"theme": "dark"})
+    );
+
+    // Paging, newest first.
+    let first = expect_status(
+        app.get("/api/v1/audit-events?limit=3", &admin.access_token)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(first["items"].as_array().unwrap().len(), 3);
+    let before = first["next_before"].as_str().unwrap();
+    let second = app
+        .get(
+            &format!("/api/v1/audit-events?limit=3&before={before}"),
+            &admin.access_token,
+        )
+        .send()
+        .await
+        .unwrap();
+    let second = expect_status(second, StatusCode::OK).await;
+    assert_eq!(second["items"][0]["action"], "api_key.created");
+    let created = app
+        .get(
+            "/api/v1/audit-events?action=user.created",
+            &admin.access_token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_status(created, StatusCode::OK).await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}

@@ -1,0 +1,62 @@
+# Agent PaaS — the recipes a person and CI use. `just --list` shows them.
+
+set dotenv-load := false
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Start the product on http://127.0.0.1:8080: installs, migrates, seeds and prints a demo login.
+dev: services
+    scripts/ensure-tools.sh
+    scripts/dev-env.sh
+    cargo build --bin agent-paas
+    set -a; source .env; set +a; \
+      cargo run --quiet --bin agent-paas -- migrate --create-db; \
+      cargo run --quiet --bin agent-paas -- tenant create --name demo --admin-email admin@demo.local \
+        --admin-password "$PAAS_DEMO_ADMIN_PASSWORD" --if-not-exists; \
+      echo; \
+      echo "  Agent PaaS is starting on http://$PAAS_LISTEN_ADDR"; \
+      echo "  demo tenant: demo   admin: admin@demo.local   password: $PAAS_DEMO_ADMIN_PASSWORD"; \
+      echo "  API guide: docs/api.md   OpenAPI: http://$PAAS_LISTEN_ADDR/api/v1/openapi.json"; \
+      echo; \
+      exec cargo run --quiet --bin agent-paas -- serve
+
+# Everything CI runs: formatting, lints, layering and schema checks, and all tests.
+test: services fmt-check clippy check-layering check-schema test-rust
+
+# Make sure PostgreSQL and Redis are up (starts local ones if needed).
+services:
+    scripts/ensure-services.sh
+
+# Unit and integration tests against the real PostgreSQL and Redis.
+test-rust: services
+    scripts/ensure-tools.sh
+    cargo test --workspace --all-targets
+
+fmt:
+    cargo fmt --all
+
+fmt-check:
+    cargo fmt --all --check
+
+clippy:
+    scripts/ensure-tools.sh
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# core and models must not depend on diesel, actix, fred or reqwest.
+check-layering:
+    scripts/check-layering.sh
+
+# schema.rs must match the migrations.
+check-schema: services
+    scripts/ensure-tools.sh --diesel
+    scripts/check-schema.sh
+
+# Regenerate schema.rs from the migrations.
+schema: services
+    scripts/ensure-tools.sh --diesel
+    DATABASE_URL="postgres://postgres@127.0.0.1:5432/paas_schema_gen" cargo run --quiet --bin agent-paas -- migrate --create-db
+    diesel print-schema --database-url postgres://postgres@127.0.0.1:5432/paas_schema_gen > crates/persistence/src/schema.rs
+    psql postgres://postgres@127.0.0.1:5432/postgres -qc "DROP DATABASE paas_schema_gen WITH (FORCE)"
+
+# Apply pending migrations to DATABASE_URL (from .env if present).
+migrate:
+    set -a; [ -f .env ] && source .env; set +a; cargo run --quiet --bin agent-paas -- migrate --create-db
