@@ -5,10 +5,10 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # Start the product on http://127.0.0.1:8080: installs, migrates, seeds and prints a demo login.
 dev: services
-    scripts/ensure-tools.sh
-    scripts/dev-env.sh
-    cargo build --bin agent-paas
-    set -a; source .env; set +a; \
+    @scripts/ensure-tools.sh
+    @scripts/dev-env.sh
+    @cargo build --bin agent-paas
+    @set -a; source .env; set +a; \
       cargo run --quiet --bin agent-paas -- migrate --create-db; \
       cargo run --quiet --bin agent-paas -- tenant create --name demo --admin-email admin@demo.local \
         --admin-password "$PAAS_DEMO_ADMIN_PASSWORD" --if-not-exists; \
