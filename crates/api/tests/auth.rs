@@ -608,3 +608,20 @@ async fn signup_can_be_switched_off() {
     expect_error(response, StatusCode::FORBIDDEN, "signup_disabled").await;
     assert_eq!(app.count("SELECT count(*) FROM tenants"), 0);
 }
+
+#[tokio::test]
+async fn logging_in_prunes_long_expired_refresh_tokens() {
+    let app = TestApp::new().await;
+    let admin = app.signup("acme").await.admin;
+    app.sql("UPDATE refresh_tokens SET expires_at = now() - interval '2 days'");
+    expect_status(
+        app.login("acme", &admin.email, PASSWORD).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM refresh_tokens"),
+        1,
+        "only the new login's token is left"
+    );
+}

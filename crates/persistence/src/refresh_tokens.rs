@@ -128,3 +128,21 @@ pub fn sessions_of_user(
         .load(conn)?;
     Ok(families.into_iter().map(TokenFamilyId::from_uuid).collect())
 }
+
+/// Deletes a user's refresh tokens that expired more than a day ago (they can no longer be
+/// used, and every access token of their sessions expired long before). Keeps the table from
+/// growing without bound; called at each login.
+pub fn prune_expired(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> Result<usize, DbError> {
+    Ok(diesel::delete(
+        refresh_tokens::table
+            .filter(refresh_tokens::tenant_id.eq(tenant.into_uuid()))
+            .filter(refresh_tokens::user_id.eq(user.into_uuid()))
+            .filter(refresh_tokens::expires_at.lt(now - chrono::Duration::days(1))),
+    )
+    .execute(conn)?)
+}

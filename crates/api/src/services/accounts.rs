@@ -400,6 +400,7 @@ pub async fn login(state: &AppState, input: Login, client: &ClientInfo) -> Resul
         .db
         .tenant_tx(tenant_id, move |conn| {
             session.store(conn, ttl, tenant_id, user_id)?;
+            refresh_tokens::prune_expired(conn, tenant_id, user_id, now)?;
             let user = users::update(
                 conn,
                 tenant_id,
@@ -410,12 +411,7 @@ pub async fn login(state: &AppState, input: Login, client: &ClientInfo) -> Resul
                 },
                 now,
             )?
-            .ok_or_else(|| {
-                Error::unauthenticated(
-                    "invalid_credentials",
-                    "the tenant, email or password is wrong",
-                )
-            })?;
+            .ok_or_else(invalid_credentials)?;
             audit::insert(
                 conn,
                 ctx.event(

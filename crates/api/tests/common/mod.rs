@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 /// The JWT secret every test server uses, so tests can forge tokens on purpose.
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789-abcdefghijklmnop";
 pub const PASSWORD: &str = "correct horse battery staple";
+pub const MASTER_KEY: &str = "q83vEjKx3dGq9ZBTqXBzE0N2dXl1bWZ3bWZ0aGlzaXM=";
 
 pub struct TestAppBuilder {
     vars: HashMap<String, String>,
