@@ -211,11 +211,39 @@ async fn serve(config: Config, migrate: bool) -> Result<(), Error> {
     let addr = listener.local_addr().map_err(Error::internal)?;
     let redis = state.redis.clone();
     let server = server::build(state, listener).map_err(Error::internal)?;
+    tokio::spawn(stop_on_signal(server.handle()));
     tracing::info!(%addr, "agent-paas listening on http://{addr}");
     let result = server.await.map_err(Error::internal);
     redis.quit().await;
     tracing::info!("agent-paas stopped");
     result
+}
+
+/// Stops the server gracefully (finish in-flight requests, at most 30 s) on SIGTERM or SIGINT.
+async fn stop_on_signal(handle: actix_web::dev::ServerHandle) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => tracing::info!("SIGINT received: shutting down"),
+                    _ = terminate.recv() => tracing::info!("SIGTERM received: shutting down"),
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+        tracing::info!("interrupt received: shutting down");
+    }
+    handle.stop(true).await;
 }
 
 async fn create_tenant(

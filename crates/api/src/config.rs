@@ -185,9 +185,18 @@ fn weak_secret_reason(secret: &str) -> Option<String> {
             secret.len()
         ));
     }
-    let lower = secret.to_ascii_lowercase();
-    if WEAK_SECRETS.iter().any(|weak| lower.contains(weak)) {
-        return Some("contains a well-known placeholder word".to_owned());
+    // Mostly placeholder words ("changeme-changeme-…"): little is left once they are removed.
+    // (A random secret may contain "jwt" or "test" by chance; that leaves plenty.)
+    let mut rest: String = secret
+        .to_ascii_lowercase()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    for weak in WEAK_SECRETS {
+        rest = rest.replace(weak, "");
+    }
+    if rest.len() < 16 {
+        return Some("is made mostly of placeholder words".to_owned());
     }
     let distinct = secret
         .bytes()
@@ -219,10 +228,21 @@ fn master_key_problem(key: &str, production: bool) -> Option<String> {
 const GENERATE_HINT: &str = "generate one with `openssl rand -base64 32`";
 
 impl Config {
-    /// Reads the process environment (after loading `.env` if present, without overriding
-    /// variables that are already set).
+    /// Reads the process environment. Outside production, a `.env` file in the working
+    /// directory is loaded first, without overriding variables that are already set; in
+    /// production it is ignored, so configuration comes only from the real environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let _ = dotenvy::dotenv();
+        let production = matches!(
+            std::env::var("PAAS_ENV").as_deref(),
+            Ok("production") | Ok("prod")
+        );
+        if !production {
+            match dotenvy::dotenv() {
+                Ok(_) => {}
+                Err(err) if err.not_found() => {}
+                Err(err) => return Err(ConfigError(vec![format!(".env cannot be read: {err}")])),
+            }
+        }
         Self::from_lookup(&|name| std::env::var(name).ok())
     }
 
@@ -521,6 +541,20 @@ mod tests {
                 .to_string()
                 .contains("not random")
         );
+    }
+
+    #[test]
+    fn random_secrets_are_never_mistaken_for_placeholders() {
+        for _ in 0..5_000 {
+            let secret = random_secret();
+            assert_eq!(weak_secret_reason(secret.expose_secret()), None);
+        }
+        // Even one that happens to contain placeholder words.
+        assert_eq!(
+            weak_secret_reason("jwtTESTq83vEjKx3dGq9ZBTqXBzE0N2dXl1bWZ3bW"),
+            None
+        );
+        assert!(weak_secret_reason("my-jwt-secret-test-password-default").is_some());
     }
 
     #[test]

@@ -171,11 +171,9 @@ pub fn query_error(
     err: actix_web::error::QueryPayloadError,
     _req: &HttpRequest,
 ) -> actix_web::Error {
-    ApiError(Error::bad_request(
-        "invalid_query",
-        format!("invalid query string: {err}"),
-    ))
-    .into()
+    // serde_urlencoded's messages may quote the offending value; drop it as for JSON bodies.
+    let message = format!("invalid query string: {}", redact_quoted(&err.to_string()));
+    ApiError(Error::bad_request("invalid_query", message)).into()
 }
 
 /// Path segments that do not parse (such as an id that is not a UUID): answered as 404, exactly

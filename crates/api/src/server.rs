@@ -16,8 +16,8 @@ use crate::state::AppState;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Builds the server on an already-bound listener (port 0 in tests). Await the returned
-/// [`actix_web::dev::Server`] to run it; it stops gracefully on SIGINT/SIGTERM or through its
-/// handle.
+/// [`actix_web::dev::Server`] to run it; stop it through its handle (the CLI turns SIGTERM and
+/// SIGINT into a graceful stop: actix's own handling would stop at once on SIGINT).
 pub fn build(state: AppState, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
     let workers = state.config.workers;
     let state = web::Data::new(state);
@@ -38,7 +38,9 @@ pub fn build(state: AppState, listener: TcpListener) -> std::io::Result<actix_we
                 DefaultHeaders::new()
                     .add(("X-Content-Type-Options", "nosniff"))
                     .add(("X-Frame-Options", "DENY"))
-                    .add(("Referrer-Policy", "no-referrer")),
+                    .add(("Referrer-Policy", "no-referrer"))
+                    // Responses carry tokens, keys and tenant data: never cache them.
+                    .add(("Cache-Control", "no-store")),
             )
             .wrap(TracingLogger::default())
             .into_utoipa_app()
@@ -48,6 +50,7 @@ pub fn build(state: AppState, listener: TcpListener) -> std::io::Result<actix_we
     })
     .workers(workers)
     .shutdown_timeout(30)
+    .disable_signals()
     .listen(listener)?
     .run();
     Ok(server)

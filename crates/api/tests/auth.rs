@@ -625,3 +625,94 @@ async fn logging_in_prunes_long_expired_refresh_tokens() {
         "only the new login's token is left"
     );
 }
+
+#[tokio::test]
+async fn logout_with_an_expired_refresh_token_still_ends_its_session() {
+    let app = TestApp::new().await;
+    let admin = app.signup("acme").await.admin;
+    let mut claims = claims_of(&admin.refresh_token);
+    claims["exp"] = json!(chrono::Utc::now().timestamp() - 3600);
+    let expired = sign(&claims, Algorithm::HS256, JWT_SECRET.as_bytes());
+    expect_error(
+        refresh(&app, &expired).await,
+        StatusCode::UNAUTHORIZED,
+        "token_expired",
+    )
+    .await;
+    let logout = app
+        .request(Method::POST, "/api/v1/auth/logout")
+        .json(&json!({"refresh_token": expired}))
+        .send()
+        .await
+        .unwrap();
+    expect_status(logout, StatusCode::NO_CONTENT).await;
+    expect_error(
+        app.get("/api/v1/me", &admin.access_token)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "session_revoked",
+    )
+    .await;
+    // A forged one (wrong secret) is still refused.
+    let forged = sign(
+        &claims,
+        Algorithm::HS256,
+        b"a-different-secret-of-enough-length-xx",
+    );
+    let logout = app
+        .request(Method::POST, "/api/v1/auth/logout")
+        .json(&json!({"refresh_token": forged}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(logout, StatusCode::UNAUTHORIZED, "invalid_token").await;
+}
+
+#[tokio::test]
+async fn guessing_the_current_password_is_throttled_like_logins() {
+    let app = TestApp::builder()
+        .env("PAAS_LOGIN_MAX_FAILURES", "2")
+        .start()
+        .await;
+    let admin = app.signup("acme").await.admin;
+    let guess = || {
+        app.post(
+            "/api/v1/me/password",
+            &admin.access_token,
+            json!({"current_password": "a guessed password", "new_password": "a brand new password"}),
+        )
+        .send()
+    };
+    for _ in 0..2 {
+        expect_error(
+            guess().await.unwrap(),
+            StatusCode::BAD_REQUEST,
+            "wrong_password",
+        )
+        .await;
+    }
+    expect_error(
+        guess().await.unwrap(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_login_attempts",
+    )
+    .await;
+    // The same counter guards the login.
+    expect_error(
+        app.login("acme", &admin.email, PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_login_attempts",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn responses_with_tokens_are_never_cached() {
+    let app = TestApp::new().await;
+    app.signup("acme").await;
+    let response = app.login("acme", "admin@acme.test", PASSWORD).await;
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    expect_status(response, StatusCode::OK).await;
+}

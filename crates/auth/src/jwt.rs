@@ -196,12 +196,18 @@ impl JwtKeys {
         })
     }
 
-    fn verify<T: DeserializeOwned>(&self, token: &str, audience: &str) -> Result<T, Error> {
+    fn verify<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        audience: &str,
+        check_expiry: bool,
+    ) -> Result<T, Error> {
         let mut validation = Validation::new(ALGORITHM);
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECS;
+        validation.validate_exp = check_expiry;
         let mut last = invalid_token();
         for key in &self.decoding {
             match jsonwebtoken::decode::<T>(token, key, &validation) {
@@ -224,7 +230,7 @@ impl JwtKeys {
 
     /// Verifies an access token (signature, algorithm, issuer, audience, expiry, type).
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims, Error> {
-        let claims: AccessClaims = self.verify(token, &access_audience(&self.issuer))?;
+        let claims: AccessClaims = self.verify(token, &access_audience(&self.issuer), true)?;
         if claims.typ != ACCESS_TYPE {
             return Err(invalid_token());
         }
@@ -234,7 +240,19 @@ impl JwtKeys {
     /// Verifies a refresh token (signature, algorithm, issuer, audience, expiry, type). Whether
     /// it was already spent is for the caller to check against storage.
     pub fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, Error> {
-        let claims: RefreshClaims = self.verify(token, &refresh_audience(&self.issuer))?;
+        self.refresh_claims(token, true)
+    }
+
+    /// Like [`Self::verify_refresh`] but accepts an expired token (its signature, algorithm,
+    /// issuer, audience and type are still checked): enough to *end* its session at logout,
+    /// never to continue one.
+    pub fn verify_refresh_for_logout(&self, token: &str) -> Result<RefreshClaims, Error> {
+        self.refresh_claims(token, false)
+    }
+
+    fn refresh_claims(&self, token: &str, check_expiry: bool) -> Result<RefreshClaims, Error> {
+        let claims: RefreshClaims =
+            self.verify(token, &refresh_audience(&self.issuer), check_expiry)?;
         if claims.typ != REFRESH_TYPE {
             return Err(invalid_token());
         }
@@ -417,6 +435,31 @@ mod tests {
             .unwrap();
             assert!(keys.verify_access(&token).is_err(), "{claims}");
         }
+    }
+
+    #[test]
+    fn expired_refresh_tokens_can_still_end_their_session() {
+        let keys = keys();
+        let long_ago = Utc::now() - chrono::Duration::days(60);
+        let expired = keys
+            .issue_refresh(
+                TenantId::new(),
+                UserId::new(),
+                TokenFamilyId::new(),
+                RefreshTokenId::new(),
+                long_ago,
+            )
+            .unwrap()
+            .token;
+        assert_eq!(
+            keys.verify_refresh(&expired).unwrap_err().code(),
+            "token_expired"
+        );
+        assert!(keys.verify_refresh_for_logout(&expired).is_ok());
+        // …but only a genuine refresh token.
+        assert!(keys.verify_refresh_for_logout(&access(&keys)).is_err());
+        let other = keys_with("a-completely-different-secret-of-length", None);
+        assert!(other.verify_refresh_for_logout(&expired).is_err());
     }
 
     #[test]

@@ -73,7 +73,7 @@ impl Error {
         Self::new(ErrorKind::BadRequest, code, message)
     }
 
-    /// A field failed validation: code `invalid_<field>`-style codes are passed in by callers.
+    /// A field failed validation: a 400 with code `invalid_<field>`.
     pub fn validation(field: &str, message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorKind::BadRequest, format!("invalid_{field}"), message)
     }

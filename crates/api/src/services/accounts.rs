@@ -556,17 +556,14 @@ pub async fn refresh(
 }
 
 /// Ends the login session the refresh token belongs to: the refresh token and every access
-/// token of that session stop working. An expired refresh token has nothing left to end.
+/// token of that session stop working. An expired token still ends its session (it may be an
+/// old, rotated token of a session that is still live); a forged one is refused.
 pub async fn logout(
     state: &AppState,
     refresh_token: &str,
     client: &ClientInfo,
 ) -> Result<(), Error> {
-    let claims = match state.jwt.verify_refresh(refresh_token) {
-        Ok(claims) => claims,
-        Err(err) if err.code() == "token_expired" => return Ok(()),
-        Err(err) => return Err(err),
-    };
+    let claims = state.jwt.verify_refresh_for_logout(refresh_token)?;
     let (tenant, user, family) = (claims.tid, claims.sub, claims.sid);
     let now = state.clock.now();
     let ctx = AuditContext {
@@ -644,7 +641,8 @@ pub async fn update_profile(
 }
 
 /// Changes the caller's password after checking the current one; every other login session of
-/// the user is ended.
+/// the user is ended. Wrong guesses count against the same throttle as failed logins, so a
+/// stolen access token cannot be used to guess the password without limit.
 pub async fn change_password(
     state: &AppState,
     principal: &Principal,
@@ -658,7 +656,11 @@ pub async fn change_password(
         paas_core::Credential::Session { family } => Some(family),
         paas_core::Credential::ApiKey { .. } => None,
     };
-    let (found_user, _) = me(state, principal).await?;
+    let (found_user, found_tenant) = me(state, principal).await?;
+    let keys = state
+        .login_throttle
+        .keys(&found_tenant.name, &found_user.email, &client.ip);
+    state.login_throttle.check(&keys).await?;
     let email = found_user.email.clone();
     let stored = state
         .db
@@ -668,6 +670,7 @@ pub async fn change_password(
         .await?
         .map(|c| c.password_hash);
     if !state.passwords.verify(current, stored).await? {
+        state.login_throttle.record_failure(&keys).await;
         return Err(Error::bad_request(
             "wrong_password",
             "the current password is wrong",

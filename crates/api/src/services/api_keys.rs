@@ -2,7 +2,7 @@
 //! never carries a scope its owner's role does not allow, and it always expires.
 
 use chrono::{DateTime, Utc};
-use paas_auth::{api_key, mintable_scopes};
+use paas_auth::{Action, api_key, authorize, mintable_scopes};
 use paas_core::{ApiKeyId, Error, Principal, Scope, ScopeSet, UserId};
 use paas_models::{ApiKey, AuditAction, validate};
 use paas_persistence::{api_keys, audit};
@@ -20,12 +20,17 @@ pub struct KeyFilter {
     pub include_revoked: bool,
 }
 
+/// Whether the caller may see and revoke every key in the tenant, not just their own.
+fn manages_all_keys(principal: &Principal) -> bool {
+    authorize(principal, Action::ManageAllApiKeys).is_ok()
+}
+
 pub async fn list(
     state: &AppState,
     principal: &Principal,
     filter: KeyFilter,
 ) -> Result<Vec<ApiKey>, Error> {
-    let owner = if principal.is_admin() {
+    let owner = if manages_all_keys(principal) {
         filter.user_id
     } else {
         match filter.user_id {
@@ -192,7 +197,11 @@ pub async fn revoke(
 ) -> Result<(), Error> {
     let now = state.clock.now();
     let ctx = AuditContext::for_principal(principal, client, now);
-    let (tenant, caller, admin) = (principal.tenant_id, principal.user_id, principal.is_admin());
+    let (tenant, caller, admin) = (
+        principal.tenant_id,
+        principal.user_id,
+        manages_all_keys(principal),
+    );
     state
         .db
         .tenant_tx(tenant, move |conn| {

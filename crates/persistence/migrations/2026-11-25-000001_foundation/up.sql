@@ -84,7 +84,8 @@ CREATE TABLE api_keys (
 );
 CREATE INDEX api_keys_tenant_user_idx ON api_keys (tenant_id, user_id, created_at DESC);
 
--- Limits per tenant (defaults by plan are applied by the server when the tenant is created).
+-- Limits per tenant, one row created with each tenant. Every tenant starts with these
+-- defaults (the free plan's); per-plan limits and their enforcement come with quotas.
 CREATE TABLE tenant_quotas (
     tenant_id             uuid PRIMARY KEY REFERENCES tenants (id) ON DELETE CASCADE,
     max_users             integer NOT NULL DEFAULT 5,
