@@ -7,6 +7,7 @@ use paas_persistence::{PgConnection, audit, refresh_tokens, tenants, users};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
+use crate::services::authn::ensure_active;
 use crate::services::{AuditContext, ClientInfo};
 use crate::state::AppState;
 
@@ -362,13 +363,7 @@ pub async fn login(state: &AppState, input: Login, client: &ClientInfo) -> Resul
             return Err(invalid_credentials());
         }
     };
-    if tenant_status == TenantStatus::Suspended {
-        return Err(Error::forbidden(
-            "tenant_suspended",
-            "this tenant is suspended; contact the platform operator",
-        ));
-    }
-    if user.status == UserStatus::Deactivated {
+    if user.status == UserStatus::Deactivated && tenant_status == TenantStatus::Active {
         record_failed_login(
             state,
             tenant_id,
@@ -379,11 +374,8 @@ pub async fn login(state: &AppState, input: Login, client: &ClientInfo) -> Resul
             now,
         )
         .await;
-        return Err(Error::forbidden(
-            "user_deactivated",
-            "this account is deactivated; ask a tenant admin",
-        ));
     }
+    ensure_active(tenant_status, user.status)?;
     state.login_throttle.record_success(&keys).await;
 
     let session = NewSession::start(now);
@@ -512,20 +504,7 @@ pub async fn refresh(
                 return Ok(RefreshOutcome::Reused);
             }
             let state = users::session_state(conn, tenant, user, family)?.ok_or_else(invalid)?;
-            if state.tenant_status == TenantStatus::Suspended {
-                return Err(Error::forbidden(
-                    "tenant_suspended",
-                    "this tenant is suspended; contact the platform operator",
-                )
-                .into());
-            }
-            if state.user_status == UserStatus::Deactivated {
-                return Err(Error::forbidden(
-                    "user_deactivated",
-                    "this account is deactivated; ask a tenant admin",
-                )
-                .into());
-            }
+            ensure_active(state.tenant_status, state.user_status)?;
             refresh_tokens::mark_used(conn, tenant, token_id, now)?;
             refresh_tokens::insert(
                 conn,

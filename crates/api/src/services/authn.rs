@@ -18,18 +18,22 @@ pub enum Presented {
     ApiKey(String),
 }
 
-fn tenant_suspended() -> Error {
-    Error::forbidden(
-        "tenant_suspended",
-        "this tenant is suspended; contact the platform operator",
-    )
-}
-
-fn user_deactivated() -> Error {
-    Error::forbidden(
-        "user_deactivated",
-        "this account is deactivated; ask a tenant admin",
-    )
+/// Refuses a suspended tenant or a deactivated user: the one check every way in (access token,
+/// API key, login, refresh) makes, with the same answer.
+pub(crate) fn ensure_active(tenant: TenantStatus, user: UserStatus) -> Result<(), Error> {
+    if tenant == TenantStatus::Suspended {
+        return Err(Error::forbidden(
+            "tenant_suspended",
+            "this tenant is suspended; contact the platform operator",
+        ));
+    }
+    if user == UserStatus::Deactivated {
+        return Err(Error::forbidden(
+            "user_deactivated",
+            "this account is deactivated; ask a tenant admin",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a presented credential. See the module docs.
@@ -55,12 +59,7 @@ async fn authenticate_token(state: &AppState, token: &str) -> Result<Principal, 
             "the token is invalid",
         ));
     };
-    if session.tenant_status == TenantStatus::Suspended {
-        return Err(tenant_suspended());
-    }
-    if session.user_status == UserStatus::Deactivated {
-        return Err(user_deactivated());
-    }
+    ensure_active(session.tenant_status, session.user_status)?;
     if session.session_revoked {
         return Err(Error::unauthenticated(
             "session_revoked",
@@ -104,12 +103,7 @@ async fn authenticate_key(state: &AppState, key: &str) -> Result<Principal, Erro
             "this API key has expired; create a new one",
         ));
     }
-    if found.tenant_status == TenantStatus::Suspended {
-        return Err(tenant_suspended());
-    }
-    if found.owner_status == UserStatus::Deactivated {
-        return Err(user_deactivated());
-    }
+    ensure_active(found.tenant_status, found.owner_status)?;
     let stale = found
         .last_used_at
         .is_none_or(|at| now - at > chrono::Duration::minutes(1));
