@@ -31,6 +31,10 @@ pub enum ErrorKind {
     RateLimited,
     /// A dependency is down; retry later (503).
     Unavailable,
+    /// An upstream (a model provider) failed or answered nonsense (502).
+    BadGateway,
+    /// An upstream did not answer in time (504).
+    GatewayTimeout,
     /// A bug or an unexpected failure (500). The message never reveals the cause.
     Internal,
 }
