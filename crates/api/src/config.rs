@@ -27,9 +27,23 @@
 //! | `PAAS_WORKERS` | number of CPUs | HTTP worker threads. |
 //! | `PAAS_LOG_FORMAT` | `json` in production, `text` in development | Log line format. |
 //! | `RUST_LOG` | `info` | Log filter (tracing `EnvFilter` syntax). |
+//! | `PAAS_MASTER_KEY_PREVIOUS` | unset | The master key being rotated out: secrets it encrypted still decrypt. |
+//! | `PAAS_ALLOW_PRIVATE_UPSTREAMS` | `false` | Let provider base URLs point at loopback or private addresses (a local vLLM or Ollama). |
+//! | `OPENAI_API_KEY` | unset | Enables the platform provider `platform:openai` for every tenant. |
+//! | `OPENAI_BASE_URL` | `https://api.openai.com/v1` | Base URL of `platform:openai` (any OpenAI-compatible server). |
+//! | `ZHIPUAI_API_KEY` | unset | Enables `platform:glm` (Zhipu GLM). |
+//! | `ANTHROPIC_API_KEY` | unset | Enables `platform:anthropic`. |
+//! | `PAAS_MOCK_CHUNK_DELAY_MS` | `15` | Pause between the built-in mock model's streamed chunks. |
+//! | `PAAS_TOOL_TIMEOUT_SECS` | `15` | Time limit of one tool call. |
+//! | `PAAS_RUN_EVENTS_TTL_SECS` | `3600` | How long a finished run's events stay available for resuming. |
+//! | `PAAS_UPSTREAM_CONNECT_TIMEOUT_SECS` | `10` | Connecting to a model provider. |
+//! | `PAAS_UPSTREAM_FIRST_BYTE_TIMEOUT_SECS` | `60` | Waiting for a provider's response headers. |
+//! | `PAAS_UPSTREAM_IDLE_TIMEOUT_SECS` | `60` | Silence allowed between streamed chunks. |
+//! | `PAAS_UPSTREAM_MAX_RETRIES` | `2` | Retries of a provider call that failed before its first byte. |
 //!
 //! Any secret (`DATABASE_URL`, `REDIS_URL`, `PAAS_JWT_SECRET`, `PAAS_JWT_SECRET_PREVIOUS`,
-//! `PAAS_MASTER_KEY`) may instead be read from the file named in `<NAME>_FILE`.
+//! `PAAS_MASTER_KEY`, `PAAS_MASTER_KEY_PREVIOUS`, `OPENAI_API_KEY`, `ZHIPUAI_API_KEY`,
+//! `ANTHROPIC_API_KEY`) may instead be read from the file named in `<NAME>_FILE`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -79,6 +93,19 @@ pub struct Config {
     pub api_key_max_ttl_days: u32,
     pub workers: usize,
     pub log_format: LogFormat,
+    pub master_key_previous: Option<SecretString>,
+    pub allow_private_upstreams: bool,
+    pub openai_api_key: Option<SecretString>,
+    pub openai_base_url: String,
+    pub zhipuai_api_key: Option<SecretString>,
+    pub anthropic_api_key: Option<SecretString>,
+    pub mock_chunk_delay: Duration,
+    pub tool_timeout: Duration,
+    pub run_events_ttl: Duration,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_first_byte_timeout: Duration,
+    pub upstream_idle_timeout: Duration,
+    pub upstream_max_retries: u32,
     /// Secrets that were generated because none were configured (development only), so the
     /// server can warn that sessions will not survive a restart.
     pub generated_secrets: Vec<&'static str>,
@@ -391,6 +418,32 @@ impl Config {
             }
         };
 
+        let master_key_previous = src.secret("PAAS_MASTER_KEY_PREVIOUS");
+        if let Some(problem) = master_key_previous
+            .as_ref()
+            .and_then(|key| master_key_problem(key.expose_secret(), production))
+        {
+            src.problems
+                .push(format!("PAAS_MASTER_KEY_PREVIOUS {problem}"));
+        }
+        let secs = |src: &mut Source<'_>, name: &str, default: u64| {
+            Duration::from_secs(src.parse(name, default, "a number of seconds").max(1))
+        };
+        let tool_timeout = secs(&mut src, "PAAS_TOOL_TIMEOUT_SECS", 15);
+        let run_events_ttl = secs(&mut src, "PAAS_RUN_EVENTS_TTL_SECS", 3600);
+        let upstream_connect_timeout = secs(&mut src, "PAAS_UPSTREAM_CONNECT_TIMEOUT_SECS", 10);
+        let upstream_first_byte_timeout =
+            secs(&mut src, "PAAS_UPSTREAM_FIRST_BYTE_TIMEOUT_SECS", 60);
+        let upstream_idle_timeout = secs(&mut src, "PAAS_UPSTREAM_IDLE_TIMEOUT_SECS", 60);
+        let openai_base_url = src
+            .var("OPENAI_BASE_URL")
+            .unwrap_or_else(|| "https://api.openai.com/v1".to_owned());
+        if url::Url::parse(&openai_base_url).is_err() {
+            src.problems.push(format!(
+                "OPENAI_BASE_URL is not a URL (got {openai_base_url:?})"
+            ));
+        }
+
         let default_workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -442,6 +495,25 @@ impl Config {
                 .parse("PAAS_WORKERS", default_workers, "a number")
                 .max(1),
             log_format,
+            master_key_previous,
+            allow_private_upstreams: src.flag("PAAS_ALLOW_PRIVATE_UPSTREAMS", false),
+            openai_api_key: src.secret("OPENAI_API_KEY"),
+            openai_base_url,
+            zhipuai_api_key: src.secret("ZHIPUAI_API_KEY"),
+            anthropic_api_key: src.secret("ANTHROPIC_API_KEY"),
+            mock_chunk_delay: Duration::from_millis(src.parse(
+                "PAAS_MOCK_CHUNK_DELAY_MS",
+                15u64,
+                "a number of milliseconds",
+            )),
+            tool_timeout,
+            run_events_ttl,
+            upstream_connect_timeout,
+            upstream_first_byte_timeout,
+            upstream_idle_timeout,
+            upstream_max_retries: src
+                .parse("PAAS_UPSTREAM_MAX_RETRIES", 2u32, "a number")
+                .min(10),
             generated_secrets: generated,
             warnings,
         };

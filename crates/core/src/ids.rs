@@ -95,6 +95,26 @@ typed_id!(
     /// An entry in the audit log.
     AuditEventId
 );
+typed_id!(
+    /// A tenant's model provider credentials.
+    ProviderId
+);
+typed_id!(
+    /// An agent: a model, a prompt and tools.
+    AgentId
+);
+typed_id!(
+    /// A chat session (a conversation with one agent).
+    SessionId
+);
+typed_id!(
+    /// One message in a chat session.
+    MessageId
+);
+typed_id!(
+    /// One run of an agent (a turn, with its tool calls).
+    RunId
+);
 
 #[cfg(test)]
 mod tests {

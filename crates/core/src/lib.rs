@@ -7,5 +7,8 @@ pub mod principal;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::{Error, ErrorKind, Result};
-pub use ids::{ApiKeyId, AuditEventId, RefreshTokenId, TenantId, TokenFamilyId, UserId};
+pub use ids::{
+    AgentId, ApiKeyId, AuditEventId, MessageId, ProviderId, RefreshTokenId, RunId, SessionId,
+    TenantId, TokenFamilyId, UserId,
+};
 pub use principal::{Credential, Principal, Role, Scope, ScopeSet};

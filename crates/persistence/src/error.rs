@@ -49,6 +49,11 @@ impl From<DbError> for Error {
             DbError::Corrupt(what) => Error::internal(format!("corrupt stored value: {what}")),
             DbError::Query(DieselError::DatabaseError(kind, info)) => match kind {
                 DatabaseErrorKind::UniqueViolation => unique_violation(info.constraint_name()),
+                DatabaseErrorKind::ForeignKeyViolation
+                    if info.constraint_name() == Some("agents_provider_fkey") =>
+                {
+                    Error::conflict("provider_in_use", "agents still use this provider")
+                }
                 DatabaseErrorKind::CheckViolation => {
                     Error::bad_request("invalid_value", "a value is outside the allowed range")
                 }

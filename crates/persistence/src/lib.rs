@@ -1,13 +1,17 @@
 #![doc = include_str!("../README.md")]
 
+pub mod agents;
 pub mod api_keys;
 pub mod audit;
 mod error;
 pub mod migrations;
 mod pool;
+pub mod providers;
 pub mod refresh_tokens;
+pub mod runs;
 #[rustfmt::skip]
 pub mod schema;
+pub mod sessions;
 pub mod tenants;
 pub mod users;
 

@@ -1,6 +1,33 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    agents (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        #[max_length = 63]
+        name -> Varchar,
+        #[max_length = 200]
+        display_name -> Varchar,
+        #[max_length = 2000]
+        description -> Varchar,
+        system_prompt -> Text,
+        provider_id -> Nullable<Uuid>,
+        #[max_length = 20]
+        builtin_provider -> Nullable<Varchar>,
+        #[max_length = 200]
+        model -> Varchar,
+        temperature -> Nullable<Float4>,
+        max_tokens -> Int4,
+        tools -> Jsonb,
+        max_steps -> Int4,
+        timeout_seconds -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     api_keys (id) {
         id -> Uuid,
         tenant_id -> Uuid,
@@ -40,6 +67,61 @@ diesel::table! {
 }
 
 diesel::table! {
+    chat_sessions (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        user_id -> Uuid,
+        agent_id -> Uuid,
+        #[max_length = 200]
+        title -> Varchar,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        session_id -> Uuid,
+        run_id -> Nullable<Uuid>,
+        #[max_length = 16]
+        role -> Varchar,
+        content -> Text,
+        reasoning -> Text,
+        tool_calls -> Jsonb,
+        #[max_length = 200]
+        tool_call_id -> Nullable<Varchar>,
+        #[max_length = 64]
+        tool_name -> Nullable<Varchar>,
+        is_error -> Bool,
+        prompt_tokens -> Int4,
+        completion_tokens -> Int4,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    providers (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        #[max_length = 63]
+        name -> Varchar,
+        #[max_length = 20]
+        kind -> Varchar,
+        #[max_length = 2048]
+        base_url -> Nullable<Varchar>,
+        api_key_ciphertext -> Nullable<Bytea>,
+        #[max_length = 4]
+        api_key_last4 -> Nullable<Varchar>,
+        #[max_length = 200]
+        default_model -> Nullable<Varchar>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     refresh_tokens (id) {
         id -> Uuid,
         tenant_id -> Uuid,
@@ -49,6 +131,37 @@ diesel::table! {
         used_at -> Nullable<Timestamptz>,
         revoked_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    runs (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        session_id -> Nullable<Uuid>,
+        user_id -> Uuid,
+        api_key_id -> Nullable<Uuid>,
+        agent_id -> Uuid,
+        #[max_length = 16]
+        source -> Varchar,
+        #[max_length = 16]
+        status -> Varchar,
+        #[max_length = 20]
+        provider -> Varchar,
+        #[max_length = 200]
+        model -> Varchar,
+        steps -> Int4,
+        prompt_tokens -> Int4,
+        completion_tokens -> Int4,
+        usage_estimated -> Bool,
+        #[max_length = 64]
+        error_code -> Nullable<Varchar>,
+        #[max_length = 1000]
+        error_message -> Nullable<Varchar>,
+        #[max_length = 32]
+        limit_reason -> Nullable<Varchar>,
+        started_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -102,18 +215,29 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(agents -> tenants (tenant_id));
 diesel::joinable!(api_keys -> tenants (tenant_id));
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(audit_events -> tenants (tenant_id));
+diesel::joinable!(chat_sessions -> tenants (tenant_id));
+diesel::joinable!(messages -> tenants (tenant_id));
+diesel::joinable!(providers -> tenants (tenant_id));
 diesel::joinable!(refresh_tokens -> tenants (tenant_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::joinable!(runs -> chat_sessions (session_id));
+diesel::joinable!(runs -> tenants (tenant_id));
 diesel::joinable!(tenant_quotas -> tenants (tenant_id));
 diesel::joinable!(users -> tenants (tenant_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    agents,
     api_keys,
     audit_events,
+    chat_sessions,
+    messages,
+    providers,
     refresh_tokens,
+    runs,
     tenant_quotas,
     tenants,
     users,
