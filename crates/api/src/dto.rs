@@ -262,3 +262,180 @@ pub struct Readiness {
     pub postgres: &'static str,
     pub redis: &'static str,
 }
+
+// ---- agents and providers -------------------------------------------------------------------
+
+/// Deserialises a field that may be absent (`None`), `null` (`Some(None)`) or a value.
+fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Creating an agent. Only `name` is required: it talks to the mock model by default.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAgentRequest {
+    /// Slug, unique in the tenant: the `model` in the OpenAI-compatible API.
+    #[schema(example = "support-bot")]
+    pub name: String,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub system_prompt: Option<String>,
+    /// `"mock"` (default), `"platform:openai"`, `"platform:glm"`, `"platform:anthropic"`, or the
+    /// id of one of the tenant's providers.
+    pub provider_id: Option<paas_models::AgentProvider>,
+    /// Defaults to the provider's `default_model` (`mock` for the mock).
+    pub model: Option<String>,
+    /// 0–2; omit for the provider's default.
+    pub temperature: Option<f32>,
+    /// Output tokens per run, 1–32768 (default 1024).
+    pub max_tokens: Option<u32>,
+    /// Built-in tools: `calculator`, `current_time`, `http_fetch`.
+    pub tools: Option<Vec<String>>,
+    /// Model calls per run, 1–32 (default 8).
+    pub max_steps: Option<u32>,
+    /// Wall-clock limit per run, 1–600 s (default 120).
+    pub timeout_seconds: Option<u32>,
+}
+
+/// Changing an agent: every field optional; `temperature: null` clears it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAgentRequest {
+    pub name: Option<String>,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub system_prompt: Option<String>,
+    pub provider_id: Option<paas_models::AgentProvider>,
+    pub model: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<f32>)]
+    pub temperature: Option<Option<f32>>,
+    pub max_tokens: Option<u32>,
+    pub tools: Option<Vec<String>>,
+    pub max_steps: Option<u32>,
+    pub timeout_seconds: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentList {
+    pub items: Vec<paas_models::Agent>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProviderRequest {
+    #[schema(example = "openai-prod")]
+    pub name: String,
+    pub kind: paas_models::ProviderKind,
+    /// Defaults to the kind's public API root. Loopback and private addresses are refused unless
+    /// the operator allows them.
+    pub base_url: Option<String>,
+    /// Write-only: stored encrypted, never returned (listings show the last four characters).
+    #[schema(value_type = Option<String>, format = Password)]
+    pub api_key: Option<SecretString>,
+    pub default_model: Option<String>,
+}
+
+/// Changing a provider: omitted fields stay; an empty string clears `base_url`,
+/// `default_model` or `api_key`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProviderRequest {
+    pub name: Option<String>,
+    pub base_url: Option<String>,
+    #[schema(value_type = Option<String>, format = Password)]
+    pub api_key: Option<SecretString>,
+    pub default_model: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderList {
+    pub items: Vec<paas_models::Provider>,
+    /// Platform providers the operator configured (usable as `platform:<kind>`).
+    pub platform: Vec<String>,
+}
+
+// ---- sessions, chat, runs ----------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSessionRequest {
+    /// Agent id or name.
+    pub agent: String,
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSessionRequest {
+    pub title: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListSessionsQuery {
+    /// Only sessions whose title contains this text (case-insensitive).
+    pub q: Option<String>,
+    pub agent_id: Option<paas_core::AgentId>,
+    /// 1–200, default 50.
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    pub items: Vec<paas_models::ChatSession>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// 1–200, default 50.
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageList {
+    pub items: Vec<paas_models::Message>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// `json` (default) or `markdown`.
+    pub format: Option<String>,
+}
+
+/// A chat turn. The answer streams back as Server-Sent Events.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatRequest {
+    /// Agent id or name (optional when `session_id` is given).
+    pub agent: Option<String>,
+    /// Alias of `agent`, as the original dashboard client sends it.
+    pub agent_type: Option<String>,
+    #[schema(example = "What is 12 * (3 + 4)?")]
+    pub message: String,
+    /// Continue this session; omit to start a new one.
+    pub session_id: Option<paas_core::SessionId>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Resume after this event id (the `Last-Event-ID` header does the same).
+    pub last_event_id: Option<u64>,
+}

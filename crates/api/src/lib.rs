@@ -8,6 +8,7 @@ pub mod extract;
 pub mod openapi;
 pub mod redis;
 pub mod routes;
+pub mod runs;
 pub mod server;
 pub mod services;
 pub mod state;

@@ -16,6 +16,7 @@ use paas_core::Error;
 pub struct RedisStore {
     client: fred::clients::Client,
     prefix: String,
+    config: FredConfig,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -35,35 +36,55 @@ impl RedisStore {
     pub fn connect(url: &str, prefix: &str) -> Result<Self, Error> {
         let config = FredConfig::from_url(url)
             .map_err(|err| Error::bad_request("invalid_redis_url", format!("REDIS_URL: {err}")))?;
-        let client = Builder::from_config(config)
-            .with_connection_config(|conn| {
-                conn.connection_timeout = Duration::from_secs(2);
-                conn.internal_command_timeout = Duration::from_secs(2);
-                conn.max_command_attempts = 1;
-                conn.tcp = TcpConfig {
-                    nodelay: Some(true),
-                    ..Default::default()
-                };
-            })
-            .with_performance_config(|perf| {
-                perf.default_command_timeout = COMMAND_TIMEOUT;
-            })
-            // Retry forever, 100 ms doubling to 2 s between attempts.
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+        let client = builder(config.clone())
             .build()
             .map_err(|err| Error::internal(format!("cannot build the Redis client: {err}")))?;
         client.connect();
         Ok(Self {
             client,
             prefix: prefix.to_owned(),
+            config,
         })
+    }
+
+    /// A separate connection for pub/sub that re-subscribes by itself after reconnecting.
+    pub fn subscriber(&self) -> Result<fred::clients::SubscriberClient, Error> {
+        let subscriber = builder(self.config.clone())
+            .build_subscriber_client()
+            .map_err(|err| Error::internal(format!("cannot build the Redis subscriber: {err}")))?;
+        subscriber.connect();
+        // The task runs for the client's lifetime; its handle is not needed.
+        drop(subscriber.manage_subscriptions());
+        Ok(subscriber)
     }
 
     /// The full key for `suffix`.
     pub fn key(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.prefix)
     }
+}
 
+fn builder(config: FredConfig) -> Builder {
+    let mut builder = Builder::from_config(config);
+    builder
+        .with_connection_config(|conn| {
+            conn.connection_timeout = Duration::from_secs(2);
+            conn.internal_command_timeout = Duration::from_secs(2);
+            conn.max_command_attempts = 1;
+            conn.tcp = TcpConfig {
+                nodelay: Some(true),
+                ..Default::default()
+            };
+        })
+        .with_performance_config(|perf| {
+            perf.default_command_timeout = COMMAND_TIMEOUT;
+        })
+        // Retry forever, 100 ms doubling to 2 s between attempts.
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+    builder
+}
+
+impl RedisStore {
     pub fn client(&self) -> &fred::clients::Client {
         &self.client
     }

@@ -2,13 +2,16 @@
 
 use std::sync::Arc;
 
-use paas_auth::{JwtConfig, JwtKeys, PasswordHasher};
+use paas_agents::tools::{HttpFetchConfig, ToolRegistry};
+use paas_auth::{JwtConfig, JwtKeys, PasswordHasher, SecretCipher};
 use paas_core::{Clock, Error, SystemClock};
 use paas_persistence::{Db, DbConfig};
 use secrecy::ExposeSecret;
 
 use crate::config::Config;
 use crate::redis::RedisStore;
+use crate::runs::RunManager;
+use crate::services::providers::ProviderRegistry;
 use crate::throttle::{LoginThrottle, ThrottleLimits};
 
 /// Shared application state (cheap to clone: everything inside is reference-counted).
@@ -21,11 +24,14 @@ pub struct AppState {
     pub passwords: PasswordHasher,
     pub login_throttle: Arc<LoginThrottle>,
     pub clock: Arc<dyn Clock>,
+    pub cipher: SecretCipher,
+    pub providers: Arc<ProviderRegistry>,
+    pub runs: RunManager,
 }
 
 impl AppState {
     /// Builds the state from configuration. Connects lazily: neither PostgreSQL nor Redis has to
-    /// be up yet.
+    /// be up yet. Must be called inside a Tokio runtime (it starts the Redis connection tasks).
     pub fn new(config: Config) -> Result<Self, Error> {
         Self::with_clock(config, Arc::new(SystemClock))
     }
@@ -52,8 +58,16 @@ impl AppState {
                 window: config.login_lockout,
             },
         );
+        let cipher = SecretCipher::new(&config.master_key, config.master_key_previous.as_ref())?;
+        let providers = Arc::new(ProviderRegistry::from_config(&config)?);
+        let tools = Arc::new(ToolRegistry::builtin(HttpFetchConfig::default()));
+        let runs = RunManager::new(db.clone(), redis.clone(), tools, config.run_events_ttl);
+        runs.listen_for_cancels()?;
         Ok(Self {
             passwords: PasswordHasher::new(config.bcrypt_cost),
+            cipher,
+            providers,
+            runs,
             config: Arc::new(config),
             db,
             redis,

@@ -24,6 +24,19 @@ pub enum Action {
     ManageUsers,
     /// Read the audit log.
     ReadAuditLog,
+    /// List and read agents.
+    ReadAgents,
+    /// Create, change and delete agents.
+    WriteAgents,
+    /// Manage the tenant's model provider credentials.
+    ManageProviders,
+    /// Chat with agents (dashboard chat and the OpenAI-compatible API); follow and cancel one's
+    /// runs.
+    Chat,
+    /// Read one's chat sessions, their messages and runs.
+    ReadSessions,
+    /// Create, rename and delete one's chat sessions.
+    WriteSessions,
 }
 
 /// What an API key needs for an action.
@@ -39,9 +52,10 @@ pub enum KeyRule {
 
 const ALL_ROLES: &[Role] = &[Role::Admin, Role::User, Role::Viewer];
 const ADMINS: &[Role] = &[Role::Admin];
+const WRITERS: &[Role] = &[Role::Admin, Role::User];
 
 impl Action {
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 13] = [
         Action::ReadProfile,
         Action::ManageOwnAccount,
         Action::ManageOwnApiKeys,
@@ -49,6 +63,12 @@ impl Action {
         Action::UpdateTenant,
         Action::ManageUsers,
         Action::ReadAuditLog,
+        Action::ReadAgents,
+        Action::WriteAgents,
+        Action::ManageProviders,
+        Action::Chat,
+        Action::ReadSessions,
+        Action::WriteSessions,
     ];
 
     /// The roles allowed, and what a key needs.
@@ -61,6 +81,12 @@ impl Action {
             Action::UpdateTenant => (ADMINS, KeyRule::Scope(Scope::Admin)),
             Action::ManageUsers => (ADMINS, KeyRule::Scope(Scope::Admin)),
             Action::ReadAuditLog => (ADMINS, KeyRule::Scope(Scope::Admin)),
+            Action::ReadAgents => (ALL_ROLES, KeyRule::Scope(Scope::AgentsRead)),
+            Action::WriteAgents => (ADMINS, KeyRule::Scope(Scope::AgentsWrite)),
+            Action::ManageProviders => (ADMINS, KeyRule::Scope(Scope::Admin)),
+            Action::Chat => (WRITERS, KeyRule::Scope(Scope::Chat)),
+            Action::ReadSessions => (ALL_ROLES, KeyRule::Scope(Scope::SessionsRead)),
+            Action::WriteSessions => (WRITERS, KeyRule::Scope(Scope::SessionsWrite)),
         }
     }
 
@@ -73,6 +99,12 @@ impl Action {
             Action::UpdateTenant => "change tenant settings",
             Action::ManageUsers => "manage users",
             Action::ReadAuditLog => "read the audit log",
+            Action::ReadAgents => "read agents",
+            Action::WriteAgents => "change agents",
+            Action::ManageProviders => "manage model providers",
+            Action::Chat => "chat with agents",
+            Action::ReadSessions => "read chat sessions",
+            Action::WriteSessions => "change chat sessions",
         }
     }
 }
@@ -163,6 +195,12 @@ mod tests {
         (Action::UpdateTenant, true, false, false),
         (Action::ManageUsers, true, false, false),
         (Action::ReadAuditLog, true, false, false),
+        (Action::ReadAgents, true, true, true),
+        (Action::WriteAgents, true, false, false),
+        (Action::ManageProviders, true, false, false),
+        (Action::Chat, true, true, false),
+        (Action::ReadSessions, true, true, true),
+        (Action::WriteSessions, true, true, false),
     ];
 
     #[test]

@@ -36,10 +36,22 @@ pub enum AuditAction {
     ApiKeyCreated,
     #[serde(rename = "api_key.revoked")]
     ApiKeyRevoked,
+    #[serde(rename = "provider.created")]
+    ProviderCreated,
+    #[serde(rename = "provider.updated")]
+    ProviderUpdated,
+    #[serde(rename = "provider.deleted")]
+    ProviderDeleted,
+    #[serde(rename = "agent.created")]
+    AgentCreated,
+    #[serde(rename = "agent.updated")]
+    AgentUpdated,
+    #[serde(rename = "agent.deleted")]
+    AgentDeleted,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 14] = [
+    pub const ALL: [AuditAction; 20] = [
         AuditAction::TenantCreated,
         AuditAction::TenantUpdated,
         AuditAction::Login,
@@ -54,6 +66,12 @@ impl AuditAction {
         AuditAction::PasswordChanged,
         AuditAction::ApiKeyCreated,
         AuditAction::ApiKeyRevoked,
+        AuditAction::ProviderCreated,
+        AuditAction::ProviderUpdated,
+        AuditAction::ProviderDeleted,
+        AuditAction::AgentCreated,
+        AuditAction::AgentUpdated,
+        AuditAction::AgentDeleted,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -72,6 +90,12 @@ impl AuditAction {
             AuditAction::PasswordChanged => "user.password_changed",
             AuditAction::ApiKeyCreated => "api_key.created",
             AuditAction::ApiKeyRevoked => "api_key.revoked",
+            AuditAction::ProviderCreated => "provider.created",
+            AuditAction::ProviderUpdated => "provider.updated",
+            AuditAction::ProviderDeleted => "provider.deleted",
+            AuditAction::AgentCreated => "agent.created",
+            AuditAction::AgentUpdated => "agent.updated",
+            AuditAction::AgentDeleted => "agent.deleted",
         }
     }
 

@@ -4,9 +4,13 @@
 //! same transaction as the change it records.
 
 pub mod accounts;
+pub mod agents;
 pub mod api_keys;
 pub mod audit;
 pub mod authn;
+pub mod chat;
+pub mod providers;
+pub mod sessions;
 pub mod tenant;
 pub mod users;
 

@@ -1,0 +1,152 @@
+//! The dashboard's chat: a turn answered with Server-Sent Events, and runs that can be
+//! followed, resumed and cancelled from any replica.
+
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use paas_auth::{Action, authorize};
+use paas_core::{Error, Principal, RunId};
+use paas_models::Run;
+use paas_persistence::runs;
+
+use crate::dto::{ChatRequest, EventsQuery};
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::Auth;
+use crate::services::chat::{ChatInput, start_chat};
+use crate::state::AppState;
+
+fn sse_response(
+    run: RunId,
+    session: Option<paas_core::SessionId>,
+) -> actix_web::HttpResponseBuilder {
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .insert_header(("X-Run-Id", run.to_string()));
+    if let Some(session) = session {
+        response.insert_header(("X-Session-Id", session.to_string()));
+    }
+    response
+}
+
+/// Sends a chat message to an agent and streams the answer as Server-Sent Events: `message`,
+/// `thought`, `tool_call`, `tool_result`, `usage`, `limit`, `error` and finally `done`, each with
+/// an increasing `id` and JSON data `{"event": ..., "data": ...}`. The run continues if the
+/// connection drops: resume with `GET /runs/{id}/events` and `Last-Event-ID`.
+#[utoipa::path(tag = "chat", request_body = ChatRequest,
+    responses(
+        (status = 200, description = "text/event-stream of the run's events; headers X-Run-Id and X-Session-Id"),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("api_key" = [])))]
+#[post("/chat/completions")]
+pub async fn chat_completions(
+    state: web::Data<AppState>,
+    Auth(principal): Auth,
+    body: web::Json<ChatRequest>,
+) -> ApiResult<HttpResponse> {
+    authorize(&principal, Action::Chat)?;
+    let body = body.into_inner();
+    let input = ChatInput {
+        agent: body.agent.or(body.agent_type),
+        message: body.message,
+        session_id: body.session_id,
+    };
+    let started = start_chat(&state, &principal, input).await?;
+    let run = started.run;
+    Ok(sse_response(run.id, run.session_id).streaming(state.runs.sse(run.id, 0, None)))
+}
+
+/// Reads a run this caller may see: their own, or any in the tenant for an admin.
+async fn visible_run(state: &AppState, principal: &Principal, id: RunId) -> Result<Run, Error> {
+    let tenant = principal.tenant_id;
+    let run = state
+        .db
+        .tenant_tx(tenant, move |conn| runs::get(conn, tenant, id))
+        .await?
+        .filter(|run| run.user_id == principal.user_id || principal.is_admin())
+        .ok_or_else(|| Error::not_found("run"))?;
+    Ok(run)
+}
+
+fn may_follow(principal: &Principal) -> Result<(), Error> {
+    authorize(principal, Action::Chat).or_else(|_| authorize(principal, Action::ReadSessions))
+}
+
+/// A run: status, usage, error or limit.
+#[utoipa::path(tag = "chat", params(("id" = RunId, Path)),
+    responses((status = 200, body = Run), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("api_key" = [])))]
+#[get("/runs/{id}")]
+pub async fn get_run(
+    state: web::Data<AppState>,
+    Auth(principal): Auth,
+    id: web::Path<RunId>,
+) -> ApiResult<web::Json<Run>> {
+    may_follow(&principal)?;
+    Ok(web::Json(
+        visible_run(&state, &principal, id.into_inner()).await?,
+    ))
+}
+
+fn last_event_id(headers: &HeaderMap, query: Option<u64>) -> Result<u64, Error> {
+    match headers.get("last-event-id") {
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| {
+                Error::bad_request(
+                    "invalid_last_event_id",
+                    "Last-Event-ID must be an event id (a number)",
+                )
+            }),
+        None => Ok(query.unwrap_or(0)),
+    }
+}
+
+/// A run's events as Server-Sent Events: those after `Last-Event-ID` (header or query), then the
+/// live rest until `done`. Works on any replica while the run's events are kept.
+#[utoipa::path(tag = "chat", params(("id" = RunId, Path), EventsQuery),
+    responses((status = 200, description = "text/event-stream"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("api_key" = [])))]
+#[get("/runs/{id}/events")]
+pub async fn run_events(
+    state: web::Data<AppState>,
+    Auth(principal): Auth,
+    req: HttpRequest,
+    id: web::Path<RunId>,
+    query: web::Query<EventsQuery>,
+) -> ApiResult<HttpResponse> {
+    may_follow(&principal)?;
+    let after = last_event_id(req.headers(), query.last_event_id)?;
+    let run = visible_run(&state, &principal, id.into_inner()).await?;
+    // If the events have expired, a finished run still ends the stream with its outcome.
+    let fallback = run.status.is_finished().then(|| {
+        serde_json::json!({
+            "event": "done",
+            "data": {"status": run.status, "usage": run.usage, "steps": run.steps, "run_id": run.id, "session_id": run.session_id}
+        })
+        .to_string()
+    });
+    Ok(sse_response(run.id, run.session_id).streaming(state.runs.sse(run.id, after, fallback)))
+}
+
+/// Stops a running run. It ends with status `cancelled`; what it wrote so far is kept.
+#[utoipa::path(tag = "chat", params(("id" = RunId, Path)),
+    responses((status = 202, body = Run), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = []), ("api_key" = [])))]
+#[post("/runs/{id}/cancel")]
+pub async fn cancel_run(
+    state: web::Data<AppState>,
+    Auth(principal): Auth,
+    id: web::Path<RunId>,
+) -> ApiResult<HttpResponse> {
+    authorize(&principal, Action::Chat)?;
+    let run = visible_run(&state, &principal, id.into_inner()).await?;
+    if run.status.is_finished() {
+        return Err(Error::conflict("run_finished", "this run has already finished").into());
+    }
+    state.runs.request_cancel(run.id).await;
+    Ok(HttpResponse::Accepted().json(run))
+}

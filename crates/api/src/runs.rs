@@ -1,0 +1,649 @@
+//! Runs that outlive their connections.
+//!
+//! A chat turn runs as a task owned by the server. Its events are numbered from 1 and kept in
+//! three places: an in-process log that local watchers read without any round trip, a Redis
+//! stream (`<prefix>run:<id>:events`, kept for `PAAS_RUN_EVENTS_TTL_SECS` after the run ends) so
+//! a watcher on any replica can resume with `Last-Event-ID`, and — for what must last — the
+//! database, where the run's messages and usage are written when it ends. The final `done`
+//! event is published only after that write, so a client that sees `done` finds the messages
+//! stored. A watcher that goes away changes nothing: the run finishes, is saved and billed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fred::interfaces::{EventInterface, KeysInterface, PubsubInterface, StreamsInterface};
+use futures_util::Stream;
+use paas_agents::runtime::{self, RunEvent, RunResult, RunSpec};
+use paas_agents::tools::ToolRegistry;
+use paas_core::{Error, RunId, SessionId, TenantId, UserId};
+use paas_llm::{ChatMessage, Provider};
+use paas_models::{MessageRole, ToolCallRecord};
+use paas_persistence::runs::RunOutcome;
+use paas_persistence::sessions::NewMessage;
+use paas_persistence::{Db, runs, sessions};
+use serde_json::json;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::redis::RedisStore;
+
+/// How long a finished run's events stay in this process's memory (Redis keeps them longer).
+const LOCAL_RETENTION: Duration = Duration::from_secs(300);
+/// Idle time after which an SSE stream sends a comment ping.
+pub const PING_INTERVAL: Duration = Duration::from_secs(15);
+
+/// One event as sent on the wire: its number, its name and its JSON.
+#[derive(Clone, Debug)]
+pub struct WireEvent {
+    pub seq: u64,
+    pub name: Arc<str>,
+    pub json: Arc<str>,
+}
+
+#[derive(Debug, Default)]
+struct EventLog {
+    events: Vec<WireEvent>,
+    finished_at: Option<Instant>,
+}
+
+/// A run this process owns (or owned recently).
+#[derive(Debug)]
+pub struct LiveRun {
+    pub id: RunId,
+    pub tenant_id: TenantId,
+    pub user_id: UserId,
+    pub session_id: Option<SessionId>,
+    cancel: CancellationToken,
+    log: Mutex<EventLog>,
+    notify: Notify,
+}
+
+impl LiveRun {
+    fn lock(&self) -> std::sync::MutexGuard<'_, EventLog> {
+        self.log
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn push(&self, name: &str, json: String) -> WireEvent {
+        let event = {
+            let mut log = self.lock();
+            let event = WireEvent {
+                seq: log.events.len() as u64 + 1,
+                name: Arc::from(name),
+                json: Arc::from(json),
+            };
+            log.events.push(event.clone());
+            event
+        };
+        self.notify.notify_waiters();
+        event
+    }
+
+    fn finish(&self) {
+        self.lock().finished_at = Some(Instant::now());
+        self.notify.notify_waiters();
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.lock().finished_at.is_some()
+    }
+
+    /// Events after `after` (exclusive), and whether the run has finished.
+    fn since(&self, after: u64) -> (Vec<WireEvent>, bool) {
+        let log = self.lock();
+        let start = usize::try_from(after)
+            .unwrap_or(usize::MAX)
+            .min(log.events.len());
+        (log.events[start..].to_vec(), log.finished_at.is_some())
+    }
+
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Everything needed to start a run.
+#[derive(Debug)]
+pub struct RunStart {
+    pub id: RunId,
+    pub tenant_id: TenantId,
+    pub user_id: UserId,
+    pub session_id: Option<SessionId>,
+    pub provider: Arc<dyn Provider>,
+    pub spec: RunSpec,
+    pub history: Vec<ChatMessage>,
+}
+
+/// Owns the runs of this process. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct RunManager {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: Db,
+    redis: RedisStore,
+    tools: Arc<ToolRegistry>,
+    ttl: Duration,
+    runs: Mutex<HashMap<RunId, Arc<LiveRun>>>,
+    idle: Notify,
+}
+
+fn event_name(event: &RunEvent) -> &'static str {
+    match event {
+        RunEvent::Message(_) => "message",
+        RunEvent::Thought(_) => "thought",
+        RunEvent::ToolCall { .. } => "tool_call",
+        RunEvent::ToolResult { .. } => "tool_result",
+        RunEvent::Usage(_) => "usage",
+        RunEvent::Limit { .. } => "limit",
+        RunEvent::Error { .. } => "error",
+        RunEvent::Done { .. } => "done",
+    }
+}
+
+impl RunManager {
+    pub fn new(db: Db, redis: RedisStore, tools: Arc<ToolRegistry>, ttl: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                redis,
+                tools,
+                ttl,
+                runs: Mutex::new(HashMap::new()),
+                idle: Notify::new(),
+            }),
+        }
+    }
+
+    fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, Arc<LiveRun>>> {
+        self.inner
+            .runs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A run this process knows about.
+    pub fn local(&self, id: RunId) -> Option<Arc<LiveRun>> {
+        self.runs().get(&id).cloned()
+    }
+
+    /// Runs in progress here now.
+    pub fn active(&self) -> usize {
+        self.runs().values().filter(|r| !r.is_finished()).count()
+    }
+
+    /// Cancels a run wherever it runs: here directly, elsewhere through Redis pub/sub (the
+    /// replica that owns it is listening, see [`Self::listen_for_cancels`]).
+    pub async fn request_cancel(&self, id: RunId) {
+        if let Some(run) = self.local(id) {
+            run.cancel();
+            return;
+        }
+        let channel = self.inner.redis.key("run-cancel");
+        let published: Result<i64, _> = self
+            .inner
+            .redis
+            .client()
+            .publish(channel, id.to_string())
+            .await;
+        if let Err(err) = published {
+            tracing::warn!(run = %id, error = %err, "could not forward a cancel request: Redis unavailable");
+        }
+    }
+
+    /// Listens for cancel requests from other replicas for the runs this one owns.
+    pub fn listen_for_cancels(&self) -> Result<(), Error> {
+        let subscriber = self.inner.redis.subscriber()?;
+        let channel = self.inner.redis.key("run-cancel");
+        let manager = self.clone();
+        let mut messages = subscriber.message_rx();
+        tokio::spawn(async move {
+            if let Err(err) = subscriber.subscribe(channel).await {
+                tracing::warn!(error = %err, "cannot subscribe to run cancels yet; will retry on reconnect");
+            }
+            while let Ok(message) = messages.recv().await {
+                let id = message
+                    .value
+                    .as_string()
+                    .and_then(|s| s.parse::<RunId>().ok());
+                if let Some(run) = id.and_then(|id| manager.local(id)) {
+                    run.cancel();
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Starts a run in the background and returns at once. The run row and the user's message
+    /// must already be stored.
+    pub fn start(&self, start: RunStart) -> Arc<LiveRun> {
+        let live = Arc::new(LiveRun {
+            id: start.id,
+            tenant_id: start.tenant_id,
+            user_id: start.user_id,
+            session_id: start.session_id,
+            cancel: CancellationToken::new(),
+            log: Mutex::new(EventLog::default()),
+            notify: Notify::new(),
+        });
+        {
+            let mut runs = self.runs();
+            runs.retain(|_, run| {
+                run.lock()
+                    .finished_at
+                    .is_none_or(|at| at.elapsed() < LOCAL_RETENTION)
+            });
+            runs.insert(start.id, Arc::clone(&live));
+        }
+        let manager = self.clone();
+        let task_live = Arc::clone(&live);
+        tokio::spawn(async move { manager.drive(task_live, start).await });
+        live
+    }
+
+    async fn drive(self, live: Arc<LiveRun>, start: RunStart) {
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        let publisher = Publisher::new(self.inner.redis.clone(), start.id);
+        let run = runtime::run(
+            start.provider,
+            &self.inner.tools,
+            &start.spec,
+            start.history,
+            live.cancel.clone(),
+            sender,
+        );
+        let pump = async {
+            while let Some(event) = receiver.recv().await {
+                if matches!(event, RunEvent::Done { .. }) {
+                    continue; // published below, after the run is stored
+                }
+                let name = event_name(&event);
+                let json = serde_json::to_string(&event).unwrap_or_default();
+                publisher.send(live.push(name, json));
+            }
+        };
+        let (result, ()) = tokio::join!(run, pump);
+
+        let stored = self.store(&live, &result).await;
+        let mut done = json!({
+            "event": "done",
+            "data": {
+                "status": result.status,
+                "usage": runtime::UsageTotals::from(result.usage),
+                "steps": result.steps,
+                "run_id": live.id,
+                "session_id": live.session_id,
+            }
+        });
+        if let Err(err) = &stored {
+            done["data"]["stored"] = json!(false);
+            tracing::error!(run = %live.id, code = err.code(), cause = %err.cause_chain(), "could not store a finished run");
+        }
+        publisher.send(live.push("done", done.to_string()));
+        live.finish();
+        publisher.finish(self.inner.ttl).await;
+        self.inner.idle.notify_waiters();
+    }
+
+    /// Writes the run's messages and outcome in one transaction, retrying briefly if the
+    /// database is unavailable.
+    async fn store(&self, live: &LiveRun, result: &RunResult) -> Result<(), Error> {
+        let now = chrono::Utc::now();
+        let messages: Vec<NewMessage> = match live.session_id {
+            None => Vec::new(),
+            Some(session) => result
+                .transcript
+                .iter()
+                .map(|entry| NewMessage {
+                    id: paas_core::MessageId::new(),
+                    session_id: session,
+                    run_id: Some(live.id),
+                    role: match entry.message.role {
+                        paas_llm::MessageRole::System => MessageRole::System,
+                        paas_llm::MessageRole::User => MessageRole::User,
+                        paas_llm::MessageRole::Assistant => MessageRole::Assistant,
+                        paas_llm::MessageRole::Tool => MessageRole::Tool,
+                    },
+                    content: entry.message.content.clone(),
+                    reasoning: entry.reasoning.clone(),
+                    tool_calls: entry
+                        .message
+                        .tool_calls
+                        .iter()
+                        .map(|c| ToolCallRecord {
+                            id: c.id.clone(),
+                            name: c.name.clone(),
+                            arguments: c.arguments.clone(),
+                        })
+                        .collect(),
+                    tool_call_id: entry.message.tool_call_id.clone(),
+                    tool_name: entry.tool_name.clone(),
+                    is_error: entry.is_error,
+                    prompt_tokens: entry.usage.prompt_tokens,
+                    completion_tokens: entry.usage.completion_tokens,
+                    created_at: now,
+                })
+                .collect(),
+        };
+        let outcome = RunOutcome {
+            status: result.status,
+            steps: result.steps,
+            prompt_tokens: result.usage.prompt_tokens,
+            completion_tokens: result.usage.completion_tokens,
+            usage_estimated: result.usage.estimated,
+            error_code: result.error.as_ref().map(|(code, _)| code.clone()),
+            error_message: result.error.as_ref().map(|(_, message)| message.clone()),
+            limit_reason: result.limit.map(|l| l.as_str().to_owned()),
+            finished_at: now,
+        };
+        let (tenant, run, session) = (live.tenant_id, live.id, live.session_id);
+        let mut attempt = 0u32;
+        loop {
+            let (messages, outcome) = (messages.clone(), outcome.clone());
+            let written = self
+                .inner
+                .db
+                .tenant_tx(tenant, move |conn| {
+                    if !messages.is_empty() {
+                        sessions::insert_messages(conn, tenant, &messages)?;
+                    }
+                    if let Some(session) = session {
+                        sessions::touch(conn, tenant, session, outcome.finished_at)?;
+                    }
+                    runs::finish(conn, tenant, run, &outcome)?;
+                    Ok(())
+                })
+                .await;
+            match written {
+                Err(err) if err.kind() == paas_core::ErrorKind::Unavailable && attempt < 10 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Waits until no run is in progress here, at most `limit`; then cancels what is left and
+    /// waits (briefly) for those to be stored as cancelled.
+    pub async fn drain(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.active() > 0 && Instant::now() < deadline {
+            let _ = tokio::time::timeout_at(deadline, self.inner.idle.notified()).await;
+        }
+        if self.active() > 0 {
+            for run in self.runs().values() {
+                run.cancel();
+            }
+            let grace = Instant::now() + Duration::from_secs(5);
+            while self.active() > 0 && Instant::now() < grace {
+                let _ = tokio::time::timeout_at(grace, self.inner.idle.notified()).await;
+            }
+        }
+    }
+
+    /// Events of a run after `after`, then the live rest until `done`, as SSE bytes, with comment
+    /// pings when idle. Reads this process's log for local runs and the Redis stream otherwise;
+    /// `fallback` answers for a run whose events are gone (a finished run older than the TTL).
+    pub fn sse(
+        &self,
+        run: RunId,
+        after: u64,
+        fallback: Option<String>,
+    ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static {
+        let source = match self.local(run) {
+            Some(live) => Source::Local(live),
+            None => Source::Redis {
+                redis: self.inner.redis.clone(),
+                key: stream_key(&self.inner.redis, run),
+                fallback,
+            },
+        };
+        events_stream(source, after)
+    }
+
+    /// The events of a run after `after` until `done`, as data (for the OpenAI-compatible API).
+    pub fn watch(&self, run: RunId, after: u64) -> impl Stream<Item = WireEvent> + 'static {
+        let source = match self.local(run) {
+            Some(live) => Source::Local(live),
+            None => Source::Redis {
+                redis: self.inner.redis.clone(),
+                key: stream_key(&self.inner.redis, run),
+                fallback: None,
+            },
+        };
+        futures_util::stream::unfold((source, after, false), |(source, after, done)| async move {
+            if done {
+                return None;
+            }
+            let batch = next_batch(&source, after, None).await;
+            match batch {
+                Batch::Events(events) => {
+                    let last = events.last().map(|e| e.seq).unwrap_or(after);
+                    let ended = events.iter().any(|e| &*e.name == "done");
+                    Some((futures_util::stream::iter(events), (source, last, ended)))
+                }
+                Batch::Ping => Some((
+                    futures_util::stream::iter(Vec::new()),
+                    (source, after, false),
+                )),
+                Batch::End => None,
+            }
+        })
+        .flatten()
+    }
+}
+
+use futures_util::StreamExt;
+
+fn stream_key(redis: &RedisStore, run: RunId) -> String {
+    redis.key(&format!("run:{run}:events"))
+}
+
+/// Copies a run's events to its Redis stream, in order, off the run's path.
+struct Publisher {
+    sender: Option<mpsc::UnboundedSender<WireEvent>>,
+    task: tokio::task::JoinHandle<()>,
+    redis: RedisStore,
+    key: String,
+}
+
+impl Publisher {
+    fn new(redis: RedisStore, run: RunId) -> Self {
+        let key = stream_key(&redis, run);
+        let (sender, mut receiver) = mpsc::unbounded_channel::<WireEvent>();
+        let client = redis.clone();
+        let task_key = key.clone();
+        let task = tokio::spawn(async move {
+            let mut healthy = true;
+            while let Some(event) = receiver.recv().await {
+                if !healthy {
+                    continue;
+                }
+                let fields = vec![("n", event.name.to_string()), ("e", event.json.to_string())];
+                let id = format!("{}-0", event.seq);
+                let added: Result<String, _> = client
+                    .client()
+                    .xadd(&task_key, false, None, id.as_str(), fields)
+                    .await;
+                if let Err(err) = added {
+                    // Local watchers still get every event; resuming on another replica will not.
+                    tracing::warn!(error = %err, "run events: Redis unavailable, streaming from this process only");
+                    healthy = false;
+                }
+            }
+        });
+        Self {
+            sender: Some(sender),
+            task,
+            redis,
+            key,
+        }
+    }
+
+    fn send(&self, event: WireEvent) {
+        if let Some(sender) = &self.sender {
+            let _ = sender.send(event);
+        }
+    }
+
+    /// Waits for every event to be written, then sets the stream's expiry.
+    async fn finish(mut self, ttl: Duration) {
+        self.sender = None;
+        let _ = (&mut self.task).await;
+        let secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        let _ = self
+            .redis
+            .client()
+            .expire::<i64, _>(&self.key, secs, None)
+            .await;
+    }
+}
+
+enum Source {
+    Local(Arc<LiveRun>),
+    Redis {
+        redis: RedisStore,
+        key: String,
+        fallback: Option<String>,
+    },
+}
+
+enum Batch {
+    Events(Vec<WireEvent>),
+    Ping,
+    End,
+}
+
+/// The next events after `after`: waits up to the ping interval for some.
+async fn next_batch(source: &Source, after: u64, _fallback_used: Option<()>) -> Batch {
+    match source {
+        Source::Local(live) => {
+            let notified = live.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (events, finished) = live.since(after);
+            if !events.is_empty() {
+                return Batch::Events(events);
+            }
+            if finished {
+                return Batch::End;
+            }
+            match tokio::time::timeout(PING_INTERVAL, notified).await {
+                Ok(()) => {
+                    let (events, finished) = live.since(after);
+                    if events.is_empty() {
+                        if finished {
+                            Batch::End
+                        } else {
+                            Batch::Events(Vec::new())
+                        }
+                    } else {
+                        Batch::Events(events)
+                    }
+                }
+                Err(_) => Batch::Ping,
+            }
+        }
+        Source::Redis { redis, key, .. } => read_redis(redis, key, after).await,
+    }
+}
+
+type StreamEntries = Vec<(String, HashMap<String, String>)>;
+
+fn parse_entries(entries: StreamEntries) -> Vec<WireEvent> {
+    entries
+        .into_iter()
+        .filter_map(|(id, fields)| {
+            let seq = id.split('-').next()?.parse().ok()?;
+            Some(WireEvent {
+                seq,
+                name: Arc::from(fields.get("n")?.as_str()),
+                json: Arc::from(fields.get("e")?.as_str()),
+            })
+        })
+        .collect()
+}
+
+async fn read_redis(redis: &RedisStore, key: &str, after: u64) -> Batch {
+    let client = redis.client();
+    let start = format!("({after}-0");
+    let existing: Result<StreamEntries, _> =
+        client.xrange(key, start.as_str(), "+", Some(1000)).await;
+    match existing {
+        Ok(entries) if !entries.is_empty() => return Batch::Events(parse_entries(entries)),
+        Ok(_) => {}
+        Err(_) => return Batch::End,
+    }
+    let exists: i64 = client.exists(key).await.unwrap_or(0);
+    if exists == 0 {
+        return Batch::End;
+    }
+    // Block for new entries; a dedicated connection would be better under heavy use, but the
+    // wait is bounded by the ping interval.
+    let id = format!("{after}-0");
+    let block = u64::try_from(PING_INTERVAL.as_millis()).unwrap_or(15_000);
+    let read: Result<HashMap<String, StreamEntries>, _> = client
+        .xread(Some(1000), Some(block), key, id.as_str())
+        .await;
+    match read {
+        Ok(mut streams) => match streams.remove(key) {
+            Some(entries) if !entries.is_empty() => Batch::Events(parse_entries(entries)),
+            _ => Batch::Ping,
+        },
+        Err(_) => Batch::Ping,
+    }
+}
+
+fn sse_frame(event: &WireEvent) -> Bytes {
+    Bytes::from(format!(
+        "id: {}\nevent: {}\ndata: {}\n\n",
+        event.seq, event.name, event.json
+    ))
+}
+
+fn events_stream(
+    source: Source,
+    after: u64,
+) -> impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static {
+    futures_util::stream::unfold((source, after, false), |(source, after, done)| async move {
+        if done {
+            return None;
+        }
+        match next_batch(&source, after, None).await {
+            Batch::Events(events) if events.is_empty() => {
+                Some((Ok(Bytes::new()), (source, after, false)))
+            }
+            Batch::Events(events) => {
+                let last = events.last().map(|e| e.seq).unwrap_or(after);
+                let ended = events.iter().any(|e| &*e.name == "done");
+                let mut out = Vec::new();
+                for event in &events {
+                    out.extend_from_slice(&sse_frame(event));
+                }
+                Some((Ok(Bytes::from(out)), (source, last, ended)))
+            }
+            Batch::Ping => Some((
+                Ok(Bytes::from_static(b": ping\n\n")),
+                (source, after, false),
+            )),
+            Batch::End => match &source {
+                Source::Redis {
+                    fallback: Some(done),
+                    ..
+                } => {
+                    let frame = format!("id: {}\nevent: done\ndata: {done}\n\n", after + 1);
+                    Some((Ok(Bytes::from(frame)), (source, after + 1, true)))
+                }
+                _ => None,
+            },
+        }
+    })
+    .filter(|chunk| futures_util::future::ready(!matches!(chunk, Ok(b) if b.is_empty())))
+}

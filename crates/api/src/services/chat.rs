@@ -1,0 +1,258 @@
+//! Starting runs: the dashboard's chat (a session, history, the user's new message) and the
+//! OpenAI-compatible API (the caller's messages, no session). Both end in the same
+//! [`RunManager`](crate::runs::RunManager).
+
+use std::sync::Arc;
+
+use paas_agents::runtime::{Guardrails, RunSpec};
+use paas_core::{Error, MessageId, Principal, RunId, SessionId};
+use paas_llm::ChatMessage;
+use paas_models::{Agent, Message, MessageRole, RunSource};
+use paas_persistence::runs::NewRun;
+use paas_persistence::sessions::NewMessage;
+use paas_persistence::{runs, sessions};
+
+use crate::runs::{LiveRun, RunStart};
+use crate::services::agents as agent_service;
+use crate::services::sessions::title_for;
+use crate::state::AppState;
+
+/// Longest message a user may send.
+pub const MESSAGE_MAX_CHARS: usize = 32_000;
+/// Most messages an OpenAI-compatible request may carry.
+pub const MAX_MESSAGES: usize = 256;
+/// History sent to the model with a new chat message (the most recent messages).
+pub const HISTORY_LIMIT: usize = 200;
+/// Identical tool calls allowed in one run.
+pub const MAX_REPEATS: u32 = 2;
+
+pub fn check_message(field: &str, text: &str) -> Result<(), Error> {
+    if text.trim().is_empty() {
+        return Err(Error::bad_request(
+            "empty_message",
+            format!("{field} must not be empty"),
+        ));
+    }
+    if text.chars().count() > MESSAGE_MAX_CHARS {
+        return Err(Error::bad_request(
+            "message_too_long",
+            format!("{field} must be at most {MESSAGE_MAX_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// A dashboard chat turn.
+#[derive(Debug)]
+pub struct ChatInput {
+    /// Agent id or name; optional when continuing a session.
+    pub agent: Option<String>,
+    pub message: String,
+    pub session_id: Option<SessionId>,
+}
+
+/// A run that has started.
+#[derive(Debug)]
+pub struct Started {
+    pub run: Arc<LiveRun>,
+    pub agent: Agent,
+}
+
+fn spec_for(state: &AppState, agent: &Agent, max_tokens: u32, temperature: Option<f32>) -> RunSpec {
+    RunSpec {
+        system_prompt: agent.system_prompt.clone(),
+        model: agent.model.clone(),
+        temperature,
+        tools: agent.tools.clone(),
+        limits: Guardrails {
+            max_steps: agent.max_steps,
+            max_tokens,
+            timeout: std::time::Duration::from_secs(u64::from(agent.timeout_seconds)),
+            tool_timeout: state.config.tool_timeout,
+            max_repeats: MAX_REPEATS,
+        },
+    }
+}
+
+/// Turns stored messages into the model's history: the most recent [`HISTORY_LIMIT`], starting
+/// at a user message so no tool result is separated from its call.
+fn history_of(messages: Vec<Message>) -> Vec<ChatMessage> {
+    let start = messages.len().saturating_sub(HISTORY_LIMIT);
+    let recent = &messages[start..];
+    let first_user = recent
+        .iter()
+        .position(|m| m.role == MessageRole::User)
+        .unwrap_or(recent.len());
+    recent[first_user..]
+        .iter()
+        .filter_map(|m| match m.role {
+            MessageRole::User => Some(ChatMessage::user(m.content.clone())),
+            MessageRole::Assistant => Some(ChatMessage::assistant_tool_calls(
+                m.content.clone(),
+                m.tool_calls
+                    .iter()
+                    .map(|c| paas_llm::ToolCall {
+                        id: c.id.clone(),
+                        name: c.name.clone(),
+                        arguments: c.arguments.clone(),
+                    })
+                    .collect(),
+            )),
+            MessageRole::Tool => Some(ChatMessage::tool_result(
+                m.tool_call_id.clone().unwrap_or_default(),
+                m.content.clone(),
+            )),
+            MessageRole::System => None,
+        })
+        .collect()
+}
+
+/// Starts a dashboard chat turn: finds the agent and session (creating the session with a title
+/// from the message), stores the run and the user's message, and starts the run.
+pub async fn start_chat(
+    state: &AppState,
+    principal: &Principal,
+    input: ChatInput,
+) -> Result<Started, Error> {
+    check_message("message", &input.message)?;
+    let (tenant, user) = (principal.tenant_id, principal.user_id);
+    let session = match input.session_id {
+        Some(id) => Some(crate::services::sessions::get(state, principal, id).await?),
+        None => None,
+    };
+    let agent = match (&input.agent, &session) {
+        (Some(key), Some(session)) => {
+            let agent = agent_service::find(state, principal, key).await?;
+            if agent.id != session.agent_id {
+                return Err(Error::bad_request(
+                    "session_agent_mismatch",
+                    "this session belongs to another agent; omit agent or start a new session",
+                ));
+            }
+            agent
+        }
+        (Some(key), None) => agent_service::find(state, principal, key).await?,
+        (None, Some(session)) => agent_service::get(state, principal, session.agent_id)
+            .await
+            .map_err(|_| Error::not_found("agent"))?,
+        (None, None) => return Err(Error::validation("agent", "give an agent (its id or name)")),
+    };
+    let (provider, provider_kind) = state
+        .providers
+        .resolve(state, tenant, agent.provider_id)
+        .await?;
+    let run_id = RunId::new();
+    let session_id = session.as_ref().map(|s| s.id).unwrap_or_default();
+    let new_session = session.is_none();
+    let now = state.clock.now();
+    let title = title_for(&input.message);
+    let user_message = NewMessage {
+        id: MessageId::new(),
+        session_id,
+        run_id: Some(run_id),
+        role: MessageRole::User,
+        content: input.message.clone(),
+        reasoning: String::new(),
+        tool_calls: Vec::new(),
+        tool_call_id: None,
+        tool_name: None,
+        is_error: false,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        created_at: now,
+    };
+    let run_row = NewRun {
+        id: run_id,
+        tenant_id: tenant,
+        session_id: Some(session_id),
+        user_id: user,
+        api_key_id: principal.api_key_id(),
+        agent_id: agent.id,
+        source: RunSource::Chat,
+        provider: provider_kind.to_owned(),
+        model: agent.model.clone(),
+        started_at: now,
+    };
+    let agent_id = agent.id;
+    let history = state
+        .db
+        .tenant_tx(tenant, move |conn| {
+            if new_session {
+                sessions::insert(conn, tenant, session_id, user, agent_id, &title, now)?;
+            }
+            let history = sessions::all_messages(conn, tenant, session_id)?;
+            runs::insert(conn, &run_row)?;
+            sessions::insert_messages(conn, tenant, std::slice::from_ref(&user_message))?;
+            sessions::touch(conn, tenant, session_id, now)?;
+            Ok(history)
+        })
+        .await?;
+    let mut history = history_of(history);
+    history.push(ChatMessage::user(input.message));
+    let spec = spec_for(state, &agent, agent.max_tokens, agent.temperature);
+    let run = state.runs.start(RunStart {
+        id: run_id,
+        tenant_id: tenant,
+        user_id: user,
+        session_id: Some(session_id),
+        provider,
+        spec,
+        history,
+    });
+    Ok(Started { run, agent })
+}
+
+/// An OpenAI-compatible request, already parsed.
+#[derive(Debug)]
+pub struct OpenAiInput {
+    pub messages: Vec<ChatMessage>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+}
+
+/// Starts a run for the OpenAI-compatible API: the agent's system prompt first, then the
+/// caller's messages. No session is stored; the run (and its usage) is.
+pub async fn start_openai(
+    state: &AppState,
+    principal: &Principal,
+    agent: Agent,
+    input: OpenAiInput,
+) -> Result<Started, Error> {
+    let tenant = principal.tenant_id;
+    let (provider, provider_kind) = state
+        .providers
+        .resolve(state, tenant, agent.provider_id)
+        .await?;
+    let run_id = RunId::new();
+    let run_row = NewRun {
+        id: run_id,
+        tenant_id: tenant,
+        session_id: None,
+        user_id: principal.user_id,
+        api_key_id: principal.api_key_id(),
+        agent_id: agent.id,
+        source: RunSource::Openai,
+        provider: provider_kind.to_owned(),
+        model: agent.model.clone(),
+        started_at: state.clock.now(),
+    };
+    state
+        .db
+        .tenant_tx(tenant, move |conn| runs::insert(conn, &run_row))
+        .await?;
+    let max_tokens = input
+        .max_tokens
+        .map_or(agent.max_tokens, |m| m.min(agent.max_tokens));
+    let temperature = input.temperature.or(agent.temperature);
+    let spec = spec_for(state, &agent, max_tokens, temperature);
+    let run = state.runs.start(RunStart {
+        id: run_id,
+        tenant_id: tenant,
+        user_id: principal.user_id,
+        session_id: None,
+        provider,
+        spec,
+        history: input.messages,
+    });
+    Ok(Started { run, agent })
+}
