@@ -23,7 +23,6 @@ use paas_models::{MessageRole, ToolCallRecord};
 use paas_persistence::runs::RunOutcome;
 use paas_persistence::sessions::NewMessage;
 use paas_persistence::{Db, runs, sessions};
-use serde_json::json;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -116,6 +115,24 @@ pub struct RunStart {
     pub provider: Arc<dyn Provider>,
     pub spec: RunSpec,
     pub history: Vec<ChatMessage>,
+}
+
+/// The last event of every run, sent once its outcome is stored.
+#[derive(serde::Serialize)]
+struct DoneEvent {
+    event: &'static str,
+    data: DoneData,
+}
+
+#[derive(serde::Serialize)]
+struct DoneData {
+    status: paas_models::RunStatus,
+    usage: runtime::UsageTotals,
+    steps: u32,
+    run_id: RunId,
+    session_id: Option<SessionId>,
+    /// False if the outcome could not be stored (the database was down for too long).
+    stored: bool,
 }
 
 /// Owns the runs of this process. Cheap to clone.
@@ -271,21 +288,21 @@ impl RunManager {
         let (result, ()) = tokio::join!(run, pump);
 
         let stored = self.store(&live, &result).await;
-        let mut done = json!({
-            "event": "done",
-            "data": {
-                "status": result.status,
-                "usage": runtime::UsageTotals::from(result.usage),
-                "steps": result.steps,
-                "run_id": live.id,
-                "session_id": live.session_id,
-            }
-        });
         if let Err(err) = &stored {
-            done["data"]["stored"] = json!(false);
             tracing::error!(run = %live.id, code = err.code(), cause = %err.cause_chain(), "could not store a finished run");
         }
-        publisher.send(live.push("done", done.to_string()));
+        let done = DoneEvent {
+            event: "done",
+            data: DoneData {
+                status: result.status,
+                usage: runtime::UsageTotals::from(result.usage),
+                steps: result.steps,
+                run_id: live.id,
+                session_id: live.session_id,
+                stored: stored.is_ok(),
+            },
+        };
+        publisher.send(live.push("done", serde_json::to_string(&done).unwrap_or_default()));
         live.finish();
         publisher.finish(self.inner.ttl).await;
         self.inner.idle.notify_waiters();

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_web::dev::ServerHandle;
 use paas_api::{AppState, Config};
@@ -18,6 +19,7 @@ pub const MASTER_KEY: &str = "q83vEjKx3dGq9ZBTqXBzE0N2dXl1bWZ3bWZ0aGlzaXM=";
 
 pub struct TestAppBuilder {
     vars: HashMap<String, String>,
+    shared: Option<(Arc<TestDatabase>, String)>,
 }
 
 impl TestAppBuilder {
@@ -27,9 +29,17 @@ impl TestAppBuilder {
         self
     }
 
+    /// A second server on the same database and Redis prefix: another replica.
+    pub fn replica_of(mut self, other: &TestApp) -> Self {
+        self.shared = Some((Arc::clone(&other.db), other.redis_prefix.clone()));
+        self
+    }
+
     pub async fn start(mut self) -> TestApp {
-        let db = TestDatabase::new();
-        let redis_prefix = paas_testing::redis_prefix();
+        let (db, redis_prefix) = match self.shared.take() {
+            Some(shared) => shared,
+            None => (Arc::new(TestDatabase::new()), paas_testing::redis_prefix()),
+        };
         let defaults = [
             ("PAAS_ENV", "development"),
             ("DATABASE_URL", db.url()),
@@ -43,6 +53,7 @@ impl TestAppBuilder {
             ("PAAS_BCRYPT_COST", "4"),
             ("PAAS_WORKERS", "1"),
             ("PAAS_DB_MAX_CONNECTIONS", "8"),
+            ("PAAS_MOCK_CHUNK_DELAY_MS", "0"),
         ];
         for (name, value) in defaults {
             self.vars
@@ -70,7 +81,7 @@ impl TestAppBuilder {
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
-    pub db: TestDatabase,
+    pub db: Arc<TestDatabase>,
     pub state: AppState,
     pub redis_prefix: String,
     handle: ServerHandle,
@@ -111,6 +122,7 @@ impl TestApp {
     pub fn builder() -> TestAppBuilder {
         TestAppBuilder {
             vars: HashMap::new(),
+            shared: None,
         }
     }
 
@@ -273,4 +285,112 @@ pub async fn expect_error(response: Response, status: StatusCode, code: &str) ->
         "no message: {body}"
     );
     body
+}
+
+/// One Server-Sent Event as the tests see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sse {
+    pub id: Option<u64>,
+    pub event: String,
+    pub data: Value,
+}
+
+/// Parses a complete `text/event-stream` body (comments skipped).
+pub fn parse_sse(body: &str) -> Vec<Sse> {
+    body.split("\n\n")
+        .filter_map(|block| {
+            let mut id = None;
+            let mut event = String::from("message");
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = v.trim().parse().ok();
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    event = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push_str(v);
+                }
+            }
+            if data.is_empty() {
+                return None;
+            }
+            let data = serde_json::from_str(&data).unwrap_or(Value::String(data));
+            Some(Sse { id, event, data })
+        })
+        .collect()
+}
+
+/// The answer text of a run's events.
+pub fn answer(events: &[Sse]) -> String {
+    events
+        .iter()
+        .filter(|e| e.event == "message")
+        .filter_map(|e| e.data["data"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Reads SSE events from a streaming response until `count` events have arrived (or the
+/// stream ends), then drops the connection.
+pub async fn read_events(response: Response, count: usize) -> Vec<Sse> {
+    use futures_util::StreamExt;
+    let mut stream = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    while events.len() < count {
+        let Some(chunk) = stream.next().await else {
+            break;
+        };
+        buffer.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            events.extend(parse_sse(&block));
+        }
+    }
+    events.truncate(count);
+    events
+}
+
+impl TestApp {
+    /// Creates an agent as `session` (an admin) and returns its JSON.
+    pub async fn agent(&self, session: &Session, body: Value) -> Value {
+        let response = self
+            .post("/api/v1/agents", &session.access_token, body)
+            .send()
+            .await
+            .unwrap();
+        expect_status(response, StatusCode::CREATED).await
+    }
+
+    /// Sends a chat message and reads the whole event stream.
+    pub async fn chat(&self, token: &str, body: Value) -> (reqwest::header::HeaderMap, Vec<Sse>) {
+        let response = self
+            .post("/api/v1/chat/completions", token, body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "chat failed: {text}");
+        (headers, parse_sse(&text))
+    }
+
+    /// Waits until a run has finished and returns it.
+    pub async fn finished_run(&self, token: &str, run_id: &str) -> Value {
+        for _ in 0..200 {
+            let run = expect_status(
+                self.get(&format!("/api/v1/runs/{run_id}"), token)
+                    .send()
+                    .await
+                    .unwrap(),
+                StatusCode::OK,
+            )
+            .await;
+            if run["status"] != "running" {
+                return run;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("run {run_id} did not finish");
+    }
 }
