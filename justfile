@@ -11,7 +11,7 @@ dev: services
     @set -a; source .env; set +a; \
       cargo run --quiet --bin agent-paas -- migrate --create-db; \
       cargo run --quiet --bin agent-paas -- tenant create --name demo --admin-email admin@demo.local \
-        --admin-password "$PAAS_DEMO_ADMIN_PASSWORD" --if-not-exists; \
+        --admin-password "$PAAS_DEMO_ADMIN_PASSWORD" --if-not-exists --with-demo-agent; \
       echo; \
       echo "  Agent PaaS is starting on http://$PAAS_LISTEN_ADDR"; \
       echo "  demo tenant: demo   admin: admin@demo.local   password: $PAAS_DEMO_ADMIN_PASSWORD"; \

@@ -82,6 +82,10 @@ enum TenantCommand {
         /// Succeed without changes if a tenant with this name exists.
         #[arg(long)]
         if_not_exists: bool,
+        /// Also create an agent named `assistant` on the built-in mock model, with every
+        /// built-in tool (what `just dev` seeds).
+        #[arg(long)]
+        with_demo_agent: bool,
     },
 }
 
@@ -123,6 +127,7 @@ pub fn main() -> ExitCode {
                         admin_password,
                         plan,
                         if_not_exists,
+                        with_demo_agent,
                     },
             } => {
                 create_tenant(
@@ -132,6 +137,7 @@ pub fn main() -> ExitCode {
                     SecretString::from(admin_password),
                     plan.into(),
                     if_not_exists,
+                    with_demo_agent,
                 )
                 .await
             }
@@ -210,13 +216,45 @@ async fn serve(config: Config, migrate: bool) -> Result<(), Error> {
         .map_err(|err| Error::internal(format!("cannot listen on {listen}: {err}")))?;
     let addr = listener.local_addr().map_err(Error::internal)?;
     let redis = state.redis.clone();
+    let runs = state.runs.clone();
+    tokio::spawn(fail_orphaned_runs(state.db.clone()));
     let server = server::build(state, listener).map_err(Error::internal)?;
     tokio::spawn(stop_on_signal(server.handle()));
     tracing::info!(%addr, "agent-paas listening on http://{addr}");
     let result = server.await.map_err(Error::internal);
+    // Runs outlive requests: let the ones in progress finish (or end them as cancelled) and
+    // store them before exiting.
+    if runs.active() > 0 {
+        tracing::info!(active = runs.active(), "waiting for runs in progress");
+        runs.drain(Duration::from_secs(25)).await;
+    }
     redis.quit().await;
     tracing::info!("agent-paas stopped");
     result
+}
+
+/// Runs cannot last longer than the longest agent time limit; one still `running` well past
+/// that belonged to a process that died (SIGKILL, a crash). Every replica sweeps for them once a
+/// minute; marking them failed is idempotent, so replicas do not need to coordinate.
+async fn fail_orphaned_runs(db: paas_persistence::Db) {
+    let stale_after =
+        chrono::Duration::seconds(i64::from(paas_models::agent::AGENT_MAX_TIMEOUT_SECONDS) + 300);
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let before = chrono::Utc::now() - stale_after;
+        match db
+            .anonymous_tx(move |conn| paas_persistence::runs::fail_orphaned(conn, before))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                runs = n,
+                "marked runs orphaned by a stopped process as failed"
+            ),
+            Err(err) => tracing::debug!(code = err.code(), "could not sweep orphaned runs"),
+        }
+    }
 }
 
 /// Stops the server gracefully (finish in-flight requests, at most 30 s) on SIGTERM or SIGINT.
@@ -253,6 +291,7 @@ async fn create_tenant(
     password: SecretString,
     plan: Plan,
     if_not_exists: bool,
+    with_demo_agent: bool,
 ) -> Result<(), Error> {
     run_migrations(&config, false).await?;
     let state = AppState::new(config)?;
@@ -269,8 +308,7 @@ async fn create_tenant(
         }
     }
     let (tenant, user) =
-        services::accounts::bootstrap_tenant(&state, name, email, password.clone(), plan).await?;
-    let _ = password.expose_secret();
+        services::accounts::bootstrap_tenant(&state, name, email, password, plan).await?;
     println!(
         "created tenant {} ({}) on the {} plan",
         tenant.name,
@@ -278,6 +316,39 @@ async fn create_tenant(
         tenant.plan.as_str()
     );
     println!("admin: {} ({})", user.email, user.id);
+    if with_demo_agent {
+        let admin = paas_core::Principal {
+            tenant_id: tenant.id,
+            user_id: user.id,
+            role: paas_core::Role::Admin,
+            credential: paas_core::Credential::Session {
+                family: paas_core::TokenFamilyId::new(),
+            },
+        };
+        let input = services::agents::AgentInput {
+            name: Some("assistant".to_owned()),
+            display_name: Some("Assistant".to_owned()),
+            description: Some(
+                "A demo agent on the built-in mock model, with every built-in tool.".to_owned(),
+            ),
+            system_prompt: Some(
+                "You are a helpful assistant. Use your tools when they help.".to_owned(),
+            ),
+            tools: Some(
+                paas_agents::tools::BUILTIN_TOOLS
+                    .iter()
+                    .map(|t| (*t).to_owned())
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        let client = services::ClientInfo {
+            ip: String::new(),
+            user_agent: Some("agent-paas CLI".into()),
+        };
+        let agent = services::agents::create(&state, &admin, input, &client).await?;
+        println!("agent: {} on the {} model", agent.name, agent.model);
+    }
     state.redis.quit().await;
     Ok(())
 }

@@ -69,6 +69,37 @@ async fn secrets_never_reach_logs_or_error_bodies() {
     let invited = expect_status(invited, StatusCode::CREATED).await;
     secrets.push(invited["temporary_password"].as_str().unwrap().to_owned());
     let (key_id, key) = app.with_api_key(admin, &["admin"]).await;
+    let provider_key = "sk-provider-SECRET-0123456789";
+    secrets.push(provider_key.to_owned());
+    let provider = app
+        .post(
+            "/api/v1/providers",
+            &admin.access_token,
+            json!({"name": "p", "kind": "openai", "api_key": provider_key}),
+        )
+        .send()
+        .await
+        .unwrap();
+    bodies.push(provider.text().await.unwrap());
+    let rotated = app
+        .post(
+            "/api/v1/providers",
+            &admin.access_token,
+            json!({"name": "p", "kind": "openai", "api_key": provider_key}),
+        )
+        .send()
+        .await
+        .unwrap();
+    bodies.push(rotated.text().await.unwrap());
+    bodies.push(
+        app.get("/api/v1/providers", &admin.access_token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
     secrets.push(key.clone());
     app.get("/api/v1/me", &key).send().await.unwrap();
     app.request(Method::GET, "/api/v1/me")

@@ -26,6 +26,13 @@ fn unique_violation(constraint: Option<&str>) -> Error {
             "email_taken",
             "a user with this email already exists in this tenant",
         ),
+        Some("providers_tenant_name_key") => Error::conflict(
+            "provider_name_taken",
+            "a provider with this name already exists",
+        ),
+        Some("agents_tenant_name_key") => {
+            Error::conflict("agent_name_taken", "an agent with this name already exists")
+        }
         _ => Error::conflict(
             "already_exists",
             "an object with these values already exists",

@@ -70,7 +70,8 @@ async fn visible_run(state: &AppState, principal: &Principal, id: RunId) -> Resu
 }
 
 fn may_follow(principal: &Principal) -> Result<(), Error> {
-    authorize(principal, Action::Chat).or_else(|_| authorize(principal, Action::ReadSessions))
+    authorize(principal, Action::ReadSessions)
+        .or_else(|err| authorize(principal, Action::Chat).map_err(|_| err))
 }
 
 /// A run: status, usage, error or limit.

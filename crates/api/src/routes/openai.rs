@@ -72,11 +72,15 @@ impl ResponseError for OpenAiError {
 
     fn error_response(&self) -> HttpResponse {
         // Log like every other error, then answer in OpenAI's shape.
-        let logged = ApiError(Error::new(
+        let mut copy = Error::new(
             self.0.kind(),
             self.0.code().to_owned(),
             self.0.message().to_owned(),
-        ));
+        );
+        if let Some(secs) = self.0.retry_after_secs() {
+            copy = copy.with_retry_after(secs);
+        }
+        let logged = ApiError(copy);
         let standard = logged.error_response();
         let mut response = HttpResponse::build(self.status_code());
         for (name, value) in standard.headers() {
@@ -125,7 +129,9 @@ pub async fn list_models(
     auth: Result<Auth, ApiError>,
 ) -> OpenAiResult<web::Json<ModelList>> {
     let Auth(principal) = auth?;
-    authorize(&principal, Action::ReadAgents).or_else(|_| authorize(&principal, Action::Chat))?;
+    // Integrators' keys often have only `chat`: that is enough to list models too.
+    authorize(&principal, Action::ReadAgents)
+        .or_else(|err| authorize(&principal, Action::Chat).map_err(|_| err))?;
     let tenant = crate::services::tenant::get(&state, &principal).await?;
     let data = agents::list(&state, &principal)
         .await?
@@ -358,12 +364,23 @@ fn usage_json(done: Option<&WireEvent>) -> Value {
 pub async fn chat_completions(
     state: web::Data<AppState>,
     auth: Result<Auth, ApiError>,
-    body: web::Json<CompletionRequest>,
+    body: Result<web::Json<CompletionRequest>, actix_web::Error>,
+) -> Result<HttpResponse, actix_web::Error> {
+    // Credentials are checked before the body, as for every other route.
+    let Auth(principal) = auth.map_err(OpenAiError::from)?;
+    authorize(&principal, Action::Chat).map_err(OpenAiError::from)?;
+    let body = body?;
+    let reply = complete(&state, principal, body.into_inner()).await?;
+    Ok(reply)
+}
+
+async fn complete(
+    state: &AppState,
+    principal: paas_core::Principal,
+    body: CompletionRequest,
 ) -> OpenAiResult<HttpResponse> {
-    let Auth(principal) = auth?;
-    authorize(&principal, Action::Chat)?;
-    let (model, input, stream, include_usage) = parse_request(body.into_inner())?;
-    let agent = agents::find(&state, &principal, &model)
+    let (model, input, stream, include_usage) = parse_request(body)?;
+    let agent = agents::find(state, &principal, &model)
         .await
         .map_err(|err| {
             if err.kind() == ErrorKind::NotFound {
@@ -376,7 +393,7 @@ pub async fn chat_completions(
                 err
             }
         })?;
-    let started = start_openai(&state, &principal, agent, input).await?;
+    let started = start_openai(state, &principal, agent, input).await?;
     let run = started.run;
     let id = format!("chatcmpl-{}", run.id.as_uuid().simple());
     let created = chrono::Utc::now().timestamp();
