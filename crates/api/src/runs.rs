@@ -143,6 +143,9 @@ pub struct RunManager {
 
 #[derive(Debug)]
 struct Inner {
+    /// The runtime runs are spawned on: the process's main one, not the HTTP worker that
+    /// happened to receive the request (workers stop before runs are drained at shutdown).
+    runtime: tokio::runtime::Handle,
     db: Db,
     redis: RedisStore,
     tools: Arc<ToolRegistry>,
@@ -165,9 +168,11 @@ fn event_name(event: &RunEvent) -> &'static str {
 }
 
 impl RunManager {
+    /// Must be called on the runtime that should own the runs.
     pub fn new(db: Db, redis: RedisStore, tools: Arc<ToolRegistry>, ttl: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
+                runtime: tokio::runtime::Handle::current(),
                 db,
                 redis,
                 tools,
@@ -260,7 +265,9 @@ impl RunManager {
         }
         let manager = self.clone();
         let task_live = Arc::clone(&live);
-        tokio::spawn(async move { manager.drive(task_live, start).await });
+        self.inner
+            .runtime
+            .spawn(async move { manager.drive(task_live, start).await });
         live
     }
 
