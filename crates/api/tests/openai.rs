@@ -380,3 +380,75 @@ print("sdk ok")
     );
     assert!(stdout.contains("sdk ok"));
 }
+
+/// Node with the official `openai` package, installed once into a cache directory.
+fn sdk_node_dir() -> std::path::PathBuf {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
+    let dir = std::path::Path::new(&home).join(".cache/agent-paas/openai-js-sdk");
+    if !dir.join("node_modules/openai").exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("package.json"),
+            r#"{"name": "sdk-check", "private": true}"#,
+        )
+        .unwrap();
+        let installed = std::process::Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "openai@4"])
+            .current_dir(&dir)
+            .status()
+            .unwrap();
+        assert!(
+            installed.success(),
+            "npm install openai failed (the test needs the npm registry)"
+        );
+    }
+    dir
+}
+
+#[tokio::test]
+async fn the_official_openai_javascript_sdk_works_unchanged() {
+    let (app, _, key) = setup().await;
+    let dir = tokio::task::spawn_blocking(sdk_node_dir).await.unwrap();
+    let script = r#"
+const OpenAI = require('openai');
+(async () => {
+  const client = new OpenAI({ baseURL: process.env.BASE + '/v1', apiKey: process.env.KEY });
+  const models = await client.models.list();
+  if (models.data.map((m) => m.id).join() !== 'helper') throw new Error('models: ' + JSON.stringify(models.data));
+  const reply = await client.chat.completions.create({ model: 'helper', messages: [{ role: 'user', content: 'what is 6*7?' }] });
+  if (reply.choices[0].message.content !== 'The calculator tool returned: 42') throw new Error('reply: ' + JSON.stringify(reply));
+  const stream = await client.chat.completions.create({
+    model: 'helper', stream: true, stream_options: { include_usage: true },
+    messages: [{ role: 'user', content: '[mock:reply=streamed through the js sdk]' }],
+  });
+  let text = ''; let usage = null;
+  for await (const chunk of stream) {
+    if (chunk.choices.length && chunk.choices[0].delta.content) text += chunk.choices[0].delta.content;
+    if (chunk.usage) usage = chunk.usage;
+  }
+  if (text !== 'streamed through the js sdk' || !usage || usage.total_tokens <= 0) throw new Error('stream: ' + text);
+  try {
+    await client.chat.completions.create({ model: 'nope', messages: [{ role: 'user', content: 'hi' }] });
+    throw new Error('expected a 404');
+  } catch (err) {
+    if (err.status !== 404 || err.code !== 'model_not_found') throw err;
+  }
+  console.log('sdk ok');
+})().catch((err) => { console.error(err); process.exit(1); });
+"#;
+    let output = tokio::process::Command::new("node")
+        .args(["-e", script])
+        .current_dir(&dir)
+        .env("BASE", &app.base)
+        .env("KEY", &key)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the SDK script failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("sdk ok"));
+}
