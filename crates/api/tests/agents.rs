@@ -487,6 +487,10 @@ enum Upstream {
     Answer,
     RateLimited,
     CutMidStream,
+    /// Accepts the request and never answers.
+    Hang,
+    /// Sends a chunk that is not JSON.
+    Malformed,
 }
 
 /// A local server speaking OpenAI's Chat Completions streaming format. Records the
@@ -537,7 +541,16 @@ async fn openai_fixture(mode: Upstream) -> (String, Arc<Mutex<Vec<String>>>) {
                         "data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-test\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{delta}\"}},\"finish_reason\":null}}]}}\n\n"
                     )
                 };
+                if matches!(mode, Upstream::Hang) {
+                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                    return;
+                }
                 let response = match mode {
+                    Upstream::Malformed => {
+                        let body = chunk("Hello") + "data: {this is not json\n\n";
+                        format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n{body}")
+                    }
+                    Upstream::Hang => String::new(),
                     Upstream::RateLimited => "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 0\r\ncontent-length: 62\r\nconnection: close\r\n\r\n{\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit_exceeded\"}}".to_owned(),
                     Upstream::Answer | Upstream::CutMidStream => {
                         let mut body = chunk("Hello") + &chunk(" from") + &chunk(" upstream");
@@ -561,6 +574,7 @@ async fn app_with_provider(mode: Upstream) -> (TestApp, common::Session, Arc<Mut
     let app = TestApp::builder()
         .env("PAAS_ALLOW_PRIVATE_UPSTREAMS", "true")
         .env("PAAS_UPSTREAM_MAX_RETRIES", "1")
+        .env("PAAS_UPSTREAM_FIRST_BYTE_TIMEOUT_SECS", "1")
         .start()
         .await;
     let admin = app.signup("acme").await.admin;
@@ -649,4 +663,35 @@ async fn upstream_failures_reach_the_client_as_clear_errors() {
         run["usage"]["completion_tokens"].as_u64().unwrap() > 0,
         "the partial answer is billed once"
     );
+}
+
+#[tokio::test]
+async fn a_hanging_or_garbled_upstream_is_a_clear_error_not_a_hang() {
+    let (app, admin, seen) = app_with_provider(Upstream::Hang).await;
+    let started = std::time::Instant::now();
+    let (_, events) = app
+        .chat(
+            &admin.access_token,
+            json!({"agent": "real", "message": "hi"}),
+        )
+        .await;
+    let error = events.iter().find(|e| e.event == "error").unwrap();
+    assert_eq!(error.data["data"]["code"], "upstream_timeout");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "a timeout before the first byte is retried once"
+    );
+
+    let (app, admin, _) = app_with_provider(Upstream::Malformed).await;
+    let (_, events) = app
+        .chat(
+            &admin.access_token,
+            json!({"agent": "real", "message": "hi"}),
+        )
+        .await;
+    let error = events.iter().find(|e| e.event == "error").unwrap();
+    assert_eq!(error.data["data"]["code"], "upstream_bad_response");
+    assert_eq!(answer(&events), "Hello");
 }
