@@ -295,60 +295,89 @@ async fn create_tenant(
 ) -> Result<(), Error> {
     run_migrations(&config, false).await?;
     let state = AppState::new(config)?;
-    if if_not_exists {
-        let lookup = name.to_owned();
-        if state
-            .db
-            .anonymous_tx(move |conn| tenants::find_by_name(conn, &lookup))
-            .await?
-            .is_some()
-        {
-            println!("tenant {name} already exists; nothing to do");
-            return Ok(());
+    let lookup = name.to_owned();
+    let existing = state
+        .db
+        .anonymous_tx(move |conn| tenants::find_by_name(conn, &lookup))
+        .await?;
+    let admin = match existing {
+        Some((tenant_id, _)) if if_not_exists => {
+            println!("tenant {name} already exists; not creating it");
+            // The demo agent may still be missing (a tenant made before it existed).
+            let email = paas_models::validate::email(email)?;
+            let user = state
+                .db
+                .tenant_tx(tenant_id, move |conn| {
+                    paas_persistence::users::find_credentials(conn, tenant_id, &email)
+                })
+                .await?
+                .map(|c| c.user);
+            match user {
+                Some(user) if user.role == paas_core::Role::Admin => user,
+                _ => {
+                    state.redis.quit().await;
+                    return Ok(());
+                }
+            }
         }
-    }
-    let (tenant, user) =
-        services::accounts::bootstrap_tenant(&state, name, email, password, plan).await?;
-    println!(
-        "created tenant {} ({}) on the {} plan",
-        tenant.name,
-        tenant.id,
-        tenant.plan.as_str()
-    );
-    println!("admin: {} ({})", user.email, user.id);
+        _ => {
+            let (tenant, user) =
+                services::accounts::bootstrap_tenant(&state, name, email, password, plan).await?;
+            println!(
+                "created tenant {} ({}) on the {} plan",
+                tenant.name,
+                tenant.id,
+                tenant.plan.as_str()
+            );
+            println!("admin: {} ({})", user.email, user.id);
+            user
+        }
+    };
     if with_demo_agent {
-        let admin = paas_core::Principal {
-            tenant_id: tenant.id,
-            user_id: user.id,
-            role: paas_core::Role::Admin,
-            credential: paas_core::Credential::Session {
-                family: paas_core::TokenFamilyId::new(),
-            },
-        };
-        let input = services::agents::AgentInput {
-            name: Some("assistant".to_owned()),
-            display_name: Some("Assistant".to_owned()),
-            description: Some(
-                "A demo agent on the built-in mock model, with every built-in tool.".to_owned(),
-            ),
-            system_prompt: Some(
-                "You are a helpful assistant. Use your tools when they help.".to_owned(),
-            ),
-            tools: Some(
-                paas_agents::tools::BUILTIN_TOOLS
-                    .iter()
-                    .map(|t| (*t).to_owned())
-                    .collect(),
-            ),
-            ..Default::default()
-        };
-        let client = services::ClientInfo {
-            ip: String::new(),
-            user_agent: Some("agent-paas CLI".into()),
-        };
-        let agent = services::agents::create(&state, &admin, input, &client).await?;
-        println!("agent: {} on the {} model", agent.name, agent.model);
+        ensure_demo_agent(&state, &admin).await?;
     }
     state.redis.quit().await;
+    Ok(())
+}
+
+/// The agent `just dev` seeds: `assistant`, on the mock model, with every built-in tool.
+async fn ensure_demo_agent(state: &AppState, admin: &paas_models::User) -> Result<(), Error> {
+    let principal = paas_core::Principal {
+        tenant_id: admin.tenant_id,
+        user_id: admin.id,
+        role: paas_core::Role::Admin,
+        credential: paas_core::Credential::Session {
+            family: paas_core::TokenFamilyId::new(),
+        },
+    };
+    if services::agents::find(state, &principal, "assistant")
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    let input = services::agents::AgentInput {
+        name: Some("assistant".to_owned()),
+        display_name: Some("Assistant".to_owned()),
+        description: Some(
+            "A demo agent on the built-in mock model, with every built-in tool.".to_owned(),
+        ),
+        system_prompt: Some(
+            "You are a helpful assistant. Use your tools when they help.".to_owned(),
+        ),
+        tools: Some(
+            paas_agents::tools::BUILTIN_TOOLS
+                .iter()
+                .map(|t| (*t).to_owned())
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let client = services::ClientInfo {
+        ip: String::new(),
+        user_agent: Some("agent-paas CLI".into()),
+    };
+    let agent = services::agents::create(state, &principal, input, &client).await?;
+    println!("agent: {} on the {} model", agent.name, agent.model);
     Ok(())
 }
