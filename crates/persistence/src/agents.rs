@@ -110,6 +110,47 @@ pub struct AgentFields {
     pub timeout_seconds: u32,
 }
 
+/// The columns an agent's fields are stored in; shared by insert and replace so the two cannot
+/// disagree. `None` provider columns are written as NULL.
+#[derive(Insertable, AsChangeset)]
+#[diesel(table_name = agents, treat_none_as_null = true)]
+struct AgentColumns<'a> {
+    name: &'a str,
+    display_name: &'a str,
+    description: &'a str,
+    system_prompt: &'a str,
+    provider_id: Option<Uuid>,
+    builtin_provider: Option<&'static str>,
+    model: &'a str,
+    temperature: Option<f32>,
+    max_tokens: i32,
+    tools: serde_json::Value,
+    max_steps: i32,
+    timeout_seconds: i32,
+    updated_at: DateTime<Utc>,
+}
+
+impl AgentFields {
+    fn columns(&self, now: DateTime<Utc>) -> AgentColumns<'_> {
+        let (provider_id, builtin_provider) = provider_columns(self.provider);
+        AgentColumns {
+            name: &self.name,
+            display_name: &self.display_name,
+            description: &self.description,
+            system_prompt: &self.system_prompt,
+            provider_id,
+            builtin_provider,
+            model: &self.model,
+            temperature: self.temperature,
+            max_tokens: i32_of(self.max_tokens),
+            tools: serde_json::json!(self.tools),
+            max_steps: i32_of(self.max_steps),
+            timeout_seconds: i32_of(self.timeout_seconds),
+            updated_at: now,
+        }
+    }
+}
+
 pub fn insert(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -117,25 +158,12 @@ pub fn insert(
     fields: &AgentFields,
     now: DateTime<Utc>,
 ) -> Result<Agent, DbError> {
-    let (provider_id, builtin) = provider_columns(fields.provider);
     diesel::insert_into(agents::table)
         .values((
+            fields.columns(now),
             agents::id.eq(id.into_uuid()),
             agents::tenant_id.eq(tenant.into_uuid()),
-            agents::name.eq(&fields.name),
-            agents::display_name.eq(&fields.display_name),
-            agents::description.eq(&fields.description),
-            agents::system_prompt.eq(&fields.system_prompt),
-            agents::provider_id.eq(provider_id),
-            agents::builtin_provider.eq(builtin),
-            agents::model.eq(&fields.model),
-            agents::temperature.eq(fields.temperature),
-            agents::max_tokens.eq(i32_of(fields.max_tokens)),
-            agents::tools.eq(serde_json::json!(fields.tools)),
-            agents::max_steps.eq(i32_of(fields.max_steps)),
-            agents::timeout_seconds.eq(i32_of(fields.timeout_seconds)),
             agents::created_at.eq(now),
-            agents::updated_at.eq(now),
         ))
         .returning(AgentRow::as_returning())
         .get_result(conn)?
@@ -150,28 +178,13 @@ pub fn replace(
     fields: &AgentFields,
     now: DateTime<Utc>,
 ) -> Result<Option<Agent>, DbError> {
-    let (provider_id, builtin) = provider_columns(fields.provider);
     diesel::update(
         agents::table
             .filter(agents::tenant_id.eq(tenant.into_uuid()))
             .filter(agents::id.eq(id.into_uuid()))
             .filter(agents::deleted_at.is_null()),
     )
-    .set((
-        agents::name.eq(&fields.name),
-        agents::display_name.eq(&fields.display_name),
-        agents::description.eq(&fields.description),
-        agents::system_prompt.eq(&fields.system_prompt),
-        agents::provider_id.eq(provider_id),
-        agents::builtin_provider.eq(builtin),
-        agents::model.eq(&fields.model),
-        agents::temperature.eq(fields.temperature),
-        agents::max_tokens.eq(i32_of(fields.max_tokens)),
-        agents::tools.eq(serde_json::json!(fields.tools)),
-        agents::max_steps.eq(i32_of(fields.max_steps)),
-        agents::timeout_seconds.eq(i32_of(fields.timeout_seconds)),
-        agents::updated_at.eq(now),
-    ))
+    .set(fields.columns(now))
     .returning(AgentRow::as_returning())
     .get_result(conn)
     .optional()?
@@ -179,20 +192,13 @@ pub fn replace(
     .transpose()
 }
 
+/// A live agent.
 pub fn get(
     conn: &mut PgConnection,
     tenant: TenantId,
     id: AgentId,
 ) -> Result<Option<Agent>, DbError> {
-    agents::table
-        .filter(agents::tenant_id.eq(tenant.into_uuid()))
-        .filter(agents::id.eq(id.into_uuid()))
-        .filter(agents::deleted_at.is_null())
-        .select(AgentRow::as_select())
-        .first(conn)
-        .optional()?
-        .map(Agent::try_from)
-        .transpose()
+    find(conn, tenant, id, false)
 }
 
 /// An agent by id, even if deleted (for showing old sessions and runs).
@@ -201,10 +207,24 @@ pub fn get_any(
     tenant: TenantId,
     id: AgentId,
 ) -> Result<Option<Agent>, DbError> {
-    agents::table
+    find(conn, tenant, id, true)
+}
+
+fn find(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: AgentId,
+    include_deleted: bool,
+) -> Result<Option<Agent>, DbError> {
+    let mut query = agents::table
         .filter(agents::tenant_id.eq(tenant.into_uuid()))
         .filter(agents::id.eq(id.into_uuid()))
         .select(AgentRow::as_select())
+        .into_boxed();
+    if !include_deleted {
+        query = query.filter(agents::deleted_at.is_null());
+    }
+    query
         .first(conn)
         .optional()?
         .map(Agent::try_from)

@@ -271,37 +271,23 @@ pub fn insert_messages(
     Ok(())
 }
 
-/// A session's messages, oldest first (ids are time-ordered).
+/// A session's messages, oldest first (ids are time-ordered): one page, or all of them.
 pub fn list_messages(
     conn: &mut PgConnection,
     tenant: TenantId,
     session: SessionId,
-    page: Page,
+    page: Option<Page>,
 ) -> Result<Vec<Message>, DbError> {
-    messages::table
+    let mut query = messages::table
         .filter(messages::tenant_id.eq(tenant.into_uuid()))
         .filter(messages::session_id.eq(session.into_uuid()))
         .select(MessageRow::as_select())
         .order(messages::id.asc())
-        .limit(page.limit)
-        .offset(page.offset)
-        .load(conn)?
-        .into_iter()
-        .map(Message::try_from)
-        .collect()
-}
-
-/// Every message of a session, oldest first (history for the model, exports).
-pub fn all_messages(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    session: SessionId,
-) -> Result<Vec<Message>, DbError> {
-    messages::table
-        .filter(messages::tenant_id.eq(tenant.into_uuid()))
-        .filter(messages::session_id.eq(session.into_uuid()))
-        .select(MessageRow::as_select())
-        .order(messages::id.asc())
+        .into_boxed();
+    if let Some(page) = page {
+        query = query.limit(page.limit).offset(page.offset);
+    }
+    query
         .load(conn)?
         .into_iter()
         .map(Message::try_from)

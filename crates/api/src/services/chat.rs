@@ -180,7 +180,7 @@ pub async fn start_chat(
             if new_session {
                 sessions::insert(conn, tenant, session_id, user, agent_id, &title, now)?;
             }
-            let history = sessions::all_messages(conn, tenant, session_id)?;
+            let history = sessions::list_messages(conn, tenant, session_id, None)?;
             runs::insert(conn, &run_row)?;
             sessions::insert_messages(conn, tenant, std::slice::from_ref(&user_message))?;
             sessions::touch(conn, tenant, session_id, now)?;

@@ -115,7 +115,7 @@ pub async fn messages(
         .db
         .tenant_tx(tenant, move |conn| {
             sessions::get(conn, tenant, user, id)?.ok_or_else(|| Error::not_found("session"))?;
-            sessions::list_messages(conn, tenant, id, page)
+            sessions::list_messages(conn, tenant, id, Some(page))
         })
         .await
 }
@@ -141,7 +141,7 @@ pub async fn export(
             let session = sessions::get(conn, tenant, user, id)?
                 .ok_or_else(|| Error::not_found("session"))?;
             let agent = agents::get_any(conn, tenant, session.agent_id)?;
-            let messages = sessions::all_messages(conn, tenant, id)?;
+            let messages = sessions::list_messages(conn, tenant, id, None)?;
             Ok((session, agent, messages))
         })
         .await?;
