@@ -483,7 +483,7 @@ async fn execute(
         () = tokio::time::sleep_until(deadline) => ToolOutcome::TimedOut,
         result = tokio::time::timeout(tool_timeout, tool.call(arguments)) => match result {
             Ok(Ok(output)) => ToolOutcome::Done(output, false),
-            Ok(Err(err)) => ToolOutcome::Done(format!("error ({}): {err}", err.code()), true),
+            Ok(Err(err)) => ToolOutcome::Done(format!("error: {err}"), true),
             Err(_) => ToolOutcome::Done(
                 format!("error: the tool did not finish within {} s", tool_timeout.as_secs_f32()),
                 true,

@@ -31,6 +31,9 @@ use crate::redis::RedisStore;
 
 /// How long a finished run's events stay in this process's memory (Redis keeps them longer).
 const LOCAL_RETENTION: Duration = Duration::from_secs(300);
+/// Expiry of a run's event stream while the run is in progress: longer than any run can last,
+/// so the stream of a run whose process died does not stay in Redis for ever.
+const ORPHAN_STREAM_TTL_SECS: i64 = 2 * 3600;
 /// Idle time after which an SSE stream sends a comment ping.
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);
 
@@ -202,10 +205,10 @@ impl RunManager {
 
     /// Cancels a run wherever it runs: here directly, elsewhere through Redis pub/sub (the
     /// replica that owns it is listening, see [`Self::listen_for_cancels`]).
-    pub async fn request_cancel(&self, id: RunId) {
+    pub async fn request_cancel(&self, id: RunId) -> Result<(), Error> {
         if let Some(run) = self.local(id) {
             run.cancel();
-            return;
+            return Ok(());
         }
         let channel = self.inner.redis.key("run-cancel");
         let published: Result<i64, _> = self
@@ -214,9 +217,9 @@ impl RunManager {
             .client()
             .publish(channel, id.to_string())
             .await;
-        if let Err(err) = published {
-            tracing::warn!(run = %id, error = %err, "could not forward a cancel request: Redis unavailable");
-        }
+        published
+            .map(|_| ())
+            .map_err(|err| crate::redis::unavailable(err).with_retry_after(2))
     }
 
     /// Listens for cancel requests from other replicas for the runs this one owns.
@@ -374,10 +377,14 @@ impl RunManager {
                 .inner
                 .db
                 .tenant_tx(tenant, move |conn| {
-                    if !messages.is_empty() {
-                        sessions::insert_messages(conn, tenant, &messages)?;
-                    }
-                    if let Some(session) = session {
+                    // The session may have been deleted while the run was going: then only the
+                    // run (its outcome and usage) is kept.
+                    if let Some(session) =
+                        session.filter(|s| sessions::exists(conn, tenant, *s).unwrap_or(false))
+                    {
+                        if !messages.is_empty() {
+                            sessions::insert_messages(conn, tenant, &messages)?;
+                        }
                         sessions::touch(conn, tenant, session, outcome.finished_at)?;
                     }
                     runs::finish(conn, tenant, run, &outcome)?;
@@ -446,7 +453,7 @@ impl RunManager {
             if done {
                 return None;
             }
-            let batch = next_batch(&source, after, None).await;
+            let batch = next_batch(&source, after).await;
             match batch {
                 Batch::Events(events) => {
                     let last = events.last().map(|e| e.seq).unwrap_or(after);
@@ -457,7 +464,7 @@ impl RunManager {
                     futures_util::stream::iter(Vec::new()),
                     (source, after, false),
                 )),
-                Batch::End => None,
+                Batch::End | Batch::Unavailable => None,
             }
         })
         .flatten()
@@ -496,10 +503,22 @@ impl Publisher {
                     .client()
                     .xadd(&task_key, false, None, id.as_str(), fields)
                     .await;
-                if let Err(err) = added {
-                    // Local watchers still get every event; resuming on another replica will not.
-                    tracing::warn!(error = %err, "run events: Redis unavailable, streaming from this process only");
-                    healthy = false;
+                match added {
+                    // A stream must not outlive its run by much even if the run never finishes
+                    // (its process died): give it an expiry from the start, shortened when the
+                    // run ends.
+                    Ok(_) if event.seq == 1 => {
+                        let _ = client
+                            .client()
+                            .expire::<i64, _>(&task_key, ORPHAN_STREAM_TTL_SECS, None)
+                            .await;
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        // Local watchers still get every event; resuming elsewhere will not.
+                        tracing::warn!(error = %err, "run events: Redis unavailable, streaming from this process only");
+                        healthy = false;
+                    }
                 }
             }
         });
@@ -543,10 +562,16 @@ enum Batch {
     Events(Vec<WireEvent>),
     Ping,
     End,
+    /// The events cannot be read (Redis is down): the watcher gets an `error` event.
+    Unavailable,
 }
 
+/// How often a watcher on another replica looks for new events in Redis. Polling (rather than
+/// `XREAD BLOCK`) keeps the shared Redis connection free for everything else.
+const REDIS_POLL: Duration = Duration::from_millis(100);
+
 /// The next events after `after`: waits up to the ping interval for some.
-async fn next_batch(source: &Source, after: u64, _fallback_used: Option<()>) -> Batch {
+async fn next_batch(source: &Source, after: u64) -> Batch {
     match source {
         Source::Local(live) => {
             let notified = live.notify.notified();
@@ -562,20 +587,20 @@ async fn next_batch(source: &Source, after: u64, _fallback_used: Option<()>) -> 
             match tokio::time::timeout(PING_INTERVAL, notified).await {
                 Ok(()) => {
                     let (events, finished) = live.since(after);
-                    if events.is_empty() {
-                        if finished {
-                            Batch::End
-                        } else {
-                            Batch::Events(Vec::new())
-                        }
-                    } else {
-                        Batch::Events(events)
+                    match (events.is_empty(), finished) {
+                        (false, _) => Batch::Events(events),
+                        (true, true) => Batch::End,
+                        (true, false) => Batch::Events(Vec::new()),
                     }
                 }
                 Err(_) => Batch::Ping,
             }
         }
-        Source::Redis { redis, key, .. } => read_redis(redis, key, after).await,
+        Source::Redis {
+            redis,
+            key,
+            fallback,
+        } => read_redis(redis, key, after, fallback.is_some()).await,
     }
 }
 
@@ -595,33 +620,31 @@ fn parse_entries(entries: StreamEntries) -> Vec<WireEvent> {
         .collect()
 }
 
-async fn read_redis(redis: &RedisStore, key: &str, after: u64) -> Batch {
+/// Reads events after `after` from the run's Redis stream, polling for up to the ping interval.
+/// A run the database already calls finished (`finished`) gets no more events: what the stream
+/// holds is all there is.
+async fn read_redis(redis: &RedisStore, key: &str, after: u64, finished: bool) -> Batch {
     let client = redis.client();
     let start = format!("({after}-0");
-    let existing: Result<StreamEntries, _> =
-        client.xrange(key, start.as_str(), "+", Some(1000)).await;
-    match existing {
-        Ok(entries) if !entries.is_empty() => return Batch::Events(parse_entries(entries)),
-        Ok(_) => {}
-        Err(_) => return Batch::End,
-    }
-    let exists: i64 = client.exists(key).await.unwrap_or(0);
-    if exists == 0 {
-        return Batch::End;
-    }
-    // Block for new entries; a dedicated connection would be better under heavy use, but the
-    // wait is bounded by the ping interval.
-    let id = format!("{after}-0");
-    let block = u64::try_from(PING_INTERVAL.as_millis()).unwrap_or(15_000);
-    let read: Result<HashMap<String, StreamEntries>, _> = client
-        .xread(Some(1000), Some(block), key, id.as_str())
-        .await;
-    match read {
-        Ok(mut streams) => match streams.remove(key) {
-            Some(entries) if !entries.is_empty() => Batch::Events(parse_entries(entries)),
-            _ => Batch::Ping,
-        },
-        Err(_) => Batch::Ping,
+    let deadline = Instant::now() + PING_INTERVAL;
+    loop {
+        let entries: Result<StreamEntries, _> =
+            client.xrange(key, start.as_str(), "+", Some(1000)).await;
+        match entries {
+            Ok(entries) if !entries.is_empty() => return Batch::Events(parse_entries(entries)),
+            Ok(_) if finished => return Batch::End,
+            Ok(_) => {}
+            Err(_) => return Batch::Unavailable,
+        }
+        match client.exists::<i64, _>(key).await {
+            Ok(0) => return Batch::End,
+            Ok(_) => {}
+            Err(_) => return Batch::Unavailable,
+        }
+        if Instant::now() >= deadline {
+            return Batch::Ping;
+        }
+        tokio::time::sleep(REDIS_POLL).await;
     }
 }
 
@@ -640,10 +663,8 @@ fn events_stream(
         if done {
             return None;
         }
-        match next_batch(&source, after, None).await {
-            Batch::Events(events) if events.is_empty() => {
-                Some((Ok(Bytes::new()), (source, after, false)))
-            }
+        match next_batch(&source, after).await {
+            Batch::Events(events) if events.is_empty() => Some((Ok(Bytes::new()), (source, after, false))),
             Batch::Events(events) => {
                 let last = events.last().map(|e| e.seq).unwrap_or(after);
                 let ended = events.iter().any(|e| &*e.name == "done");
@@ -653,15 +674,14 @@ fn events_stream(
                 }
                 Some((Ok(Bytes::from(out)), (source, last, ended)))
             }
-            Batch::Ping => Some((
-                Ok(Bytes::from_static(b": ping\n\n")),
-                (source, after, false),
-            )),
+            Batch::Ping => Some((Ok(Bytes::from_static(b": ping\n\n")), (source, after, false))),
+            Batch::Unavailable => {
+                let data = r#"{"event":"error","data":{"code":"events_unavailable","message":"this run's events cannot be read right now (Redis is unavailable); retry shortly"}}"#;
+                let frame = format!("event: error\ndata: {data}\n\n");
+                Some((Ok(Bytes::from(frame)), (source, after, true)))
+            }
             Batch::End => match &source {
-                Source::Redis {
-                    fallback: Some(done),
-                    ..
-                } => {
+                Source::Redis { fallback: Some(done), .. } => {
                     let frame = format!("id: {}\nevent: done\ndata: {done}\n\n", after + 1);
                     Some((Ok(Bytes::from(frame)), (source, after + 1, true)))
                 }

@@ -393,10 +393,14 @@ async fn provider_keys_are_encrypted_write_only_and_rotatable() {
     assert_eq!(app.count("SELECT count(*) FROM providers"), 1);
 
     for (body, code) in [
-        (json!({"name": "g", "kind": "glm"}), "invalid_api_key"),
+        (json!({"name": "g", "kind": "glm"}), "invalid_provider_key"),
         (
             json!({"name": "m", "kind": "mock", "api_key": "x"}),
-            "invalid_kind",
+            "invalid_provider_key",
+        ),
+        (
+            json!({"name": "m", "kind": "mock", "base_url": "https://example.com"}),
+            "invalid_base_url",
         ),
         (
             json!({"name": "o", "kind": "cohere", "api_key": "x"}),
@@ -404,7 +408,7 @@ async fn provider_keys_are_encrypted_write_only_and_rotatable() {
         ),
         (
             json!({"name": "o", "kind": "openai", "api_key": "has space"}),
-            "invalid_api_key",
+            "invalid_provider_key",
         ),
         (
             json!({"name": "o", "kind": "openai", "base_url": "ftp://example.com"}),

@@ -612,7 +612,7 @@ async fn runs_are_private_to_their_user_and_tenant() {
             .unwrap();
         expect_error(cancel, status, "not_found").await;
     }
-    // The tenant's admin may look at it.
+    // The tenant's admin may see its status and usage, but not the conversation in its events.
     expect_status(
         app.get(&format!("/api/v1/runs/{run_id}"), &admin.access_token)
             .send()
@@ -621,6 +621,15 @@ async fn runs_are_private_to_their_user_and_tenant() {
         StatusCode::OK,
     )
     .await;
+    let events = app
+        .get(
+            &format!("/api/v1/runs/{run_id}/events"),
+            &admin.access_token,
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_error(events, StatusCode::NOT_FOUND, "not_found").await;
 }
 
 #[tokio::test]
@@ -870,4 +879,79 @@ async fn http_fetch_refuses_internal_targets() {
             result.data
         );
     }
+}
+
+#[tokio::test]
+async fn deleting_the_session_mid_run_still_records_the_run() {
+    let (app, admin) = setup().await;
+    let response = app
+        .post(
+            "/api/v1/chat/completions",
+            &admin.access_token,
+            json!({"agent": "helper", "message": "[mock:delay_ms=10][mock:chunks=50]"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let run_id = response.headers()["x-run-id"].to_str().unwrap().to_owned();
+    let session_id = response.headers()["x-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    drop(read_events(response, 2).await);
+    let deleted = app
+        .delete(
+            &format!("/api/v1/sessions/{session_id}"),
+            &admin.access_token,
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_status(deleted, StatusCode::NO_CONTENT).await;
+    let run = app.finished_run(&admin.access_token, &run_id).await;
+    assert_eq!(run["status"], "completed", "the run is not left running");
+    assert!(
+        run["usage"]["completion_tokens"].as_u64().unwrap() > 0,
+        "and its usage is kept"
+    );
+    assert_eq!(run["session_id"], serde_json::Value::Null);
+    assert_eq!(app.count("SELECT count(*) FROM messages"), 0);
+}
+
+#[tokio::test]
+async fn a_runs_event_stream_expires_even_if_the_run_never_finishes() {
+    use fred::interfaces::KeysInterface;
+    let (app, admin) = setup().await;
+    let response = app
+        .post(
+            "/api/v1/chat/completions",
+            &admin.access_token,
+            json!({"agent": "helper", "message": "[mock:delay_ms=20][mock:chunks=200]"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let run_id = response.headers()["x-run-id"].to_str().unwrap().to_owned();
+    drop(read_events(response, 5).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let key = app.state.redis.key(&format!("run:{run_id}:events"));
+    let ttl: i64 = app.state.redis.client().ttl(&key).await.unwrap();
+    assert!(
+        ttl > 3600,
+        "a running run's stream already expires (in {ttl} s)"
+    );
+    let cancel = app
+        .request(Method::POST, &format!("/api/v1/runs/{run_id}/cancel"))
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), StatusCode::ACCEPTED);
+    app.finished_run(&admin.access_token, &run_id).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ttl: i64 = app.state.redis.client().ttl(&key).await.unwrap();
+    assert!(
+        (1..=3600).contains(&ttl),
+        "a finished run's stream is kept for the configured TTL, got {ttl}"
+    );
 }

@@ -153,6 +153,14 @@ fn find_expression(text: &str) -> Option<String> {
     })
 }
 
+/// The text with URLs removed (their digits and slashes are not arithmetic).
+fn without_urls(text: &str) -> String {
+    text.split_whitespace()
+        .filter(|word| !word.contains("://"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn find_url(text: &str) -> Option<String> {
     let start = text.find("https://").or_else(|| text.find("http://"))?;
     let url: String = text[start..]
@@ -218,20 +226,6 @@ fn plan(request: &ChatRequest, directives: &Directives, question: &str) -> Plan 
             text: format!("The {tool} tool returned: {result}"),
         };
     }
-    if offered(request, "calculator")
-        && let Some(expression) = find_expression(question)
-    {
-        return Plan::Call {
-            thought: format!(
-                "This needs arithmetic: I will evaluate {expression} with the calculator."
-            ),
-            call: ToolCall {
-                id: call_id,
-                name: "calculator".into(),
-                arguments: json!({ "expression": expression }).to_string(),
-            },
-        };
-    }
     if offered(request, "http_fetch")
         && let Some(url) = find_url(question)
     {
@@ -241,6 +235,20 @@ fn plan(request: &ChatRequest, directives: &Directives, question: &str) -> Plan 
                 id: call_id,
                 name: "http_fetch".into(),
                 arguments: json!({ "url": url }).to_string(),
+            },
+        };
+    }
+    if offered(request, "calculator")
+        && let Some(expression) = find_expression(&without_urls(question))
+    {
+        return Plan::Call {
+            thought: format!(
+                "This needs arithmetic: I will evaluate {expression} with the calculator."
+            ),
+            call: ToolCall {
+                id: call_id,
+                name: "calculator".into(),
+                arguments: json!({ "expression": expression }).to_string(),
             },
         };
     }
@@ -592,6 +600,14 @@ mod tests {
         let answer = collect(fast().stream(req).await.unwrap()).await.unwrap();
         assert_eq!(answer.finish_reason, FinishReason::Length);
         assert!(answer.usage.completion_tokens <= 20);
+    }
+
+    #[tokio::test]
+    async fn urls_are_fetched_not_computed() {
+        let question = "fetch http://169.254.169.254/latest/meta-data";
+        let req = request(conversation("", question), &["calculator", "http_fetch"]);
+        let answer = collect(fast().stream(req).await.unwrap()).await.unwrap();
+        assert_eq!(answer.tool_calls[0].name, "http_fetch");
     }
 
     #[test]

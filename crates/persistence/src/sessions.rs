@@ -77,6 +77,16 @@ pub fn get(
         .map(ChatSession::from))
 }
 
+/// Whether a session exists (whoever owns it).
+pub fn exists(conn: &mut PgConnection, tenant: TenantId, id: SessionId) -> Result<bool, DbError> {
+    Ok(diesel::select(diesel::dsl::exists(
+        chat_sessions::table
+            .filter(chat_sessions::tenant_id.eq(tenant.into_uuid()))
+            .filter(chat_sessions::id.eq(id.into_uuid())),
+    ))
+    .get_result(conn)?)
+}
+
 /// Escapes `%`, `_` and `\` so user text matches literally in `ILIKE`.
 fn like_pattern(text: &str) -> String {
     let escaped: String = text

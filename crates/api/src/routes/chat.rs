@@ -58,13 +58,20 @@ pub async fn chat_completions(
 }
 
 /// Reads a run this caller may see: their own, or any in the tenant for an admin.
-async fn visible_run(state: &AppState, principal: &Principal, id: RunId) -> Result<Run, Error> {
+/// Reads a run: the caller's own, or — for its status, usage and cancellation only, never its
+/// content — any run in the tenant for an admin (`admin_may_see`).
+async fn visible_run(
+    state: &AppState,
+    principal: &Principal,
+    id: RunId,
+    admin_may_see: bool,
+) -> Result<Run, Error> {
     let tenant = principal.tenant_id;
     let run = state
         .db
         .tenant_tx(tenant, move |conn| runs::get(conn, tenant, id))
         .await?
-        .filter(|run| run.user_id == principal.user_id || principal.is_admin())
+        .filter(|run| run.user_id == principal.user_id || (admin_may_see && principal.is_admin()))
         .ok_or_else(|| Error::not_found("run"))?;
     Ok(run)
 }
@@ -86,7 +93,7 @@ pub async fn get_run(
 ) -> ApiResult<web::Json<Run>> {
     may_follow(&principal)?;
     Ok(web::Json(
-        visible_run(&state, &principal, id.into_inner()).await?,
+        visible_run(&state, &principal, id.into_inner(), true).await?,
     ))
 }
 
@@ -121,12 +128,16 @@ pub async fn run_events(
 ) -> ApiResult<HttpResponse> {
     may_follow(&principal)?;
     let after = last_event_id(req.headers(), query.last_event_id)?;
-    let run = visible_run(&state, &principal, id.into_inner()).await?;
+    // The events hold the conversation: only its own user may read them.
+    let run = visible_run(&state, &principal, id.into_inner(), false).await?;
     // If the events have expired, a finished run still ends the stream with its outcome.
     let fallback = run.status.is_finished().then(|| {
         serde_json::json!({
             "event": "done",
-            "data": {"status": run.status, "usage": run.usage, "steps": run.steps, "run_id": run.id, "session_id": run.session_id}
+            "data": {
+                "status": run.status, "usage": run.usage, "steps": run.steps,
+                "run_id": run.id, "session_id": run.session_id, "stored": true,
+            }
         })
         .to_string()
     });
@@ -144,10 +155,10 @@ pub async fn cancel_run(
     id: web::Path<RunId>,
 ) -> ApiResult<HttpResponse> {
     authorize(&principal, Action::Chat)?;
-    let run = visible_run(&state, &principal, id.into_inner()).await?;
+    let run = visible_run(&state, &principal, id.into_inner(), true).await?;
     if run.status.is_finished() {
         return Err(Error::conflict("run_finished", "this run has already finished").into());
     }
-    state.runs.request_cancel(run.id).await;
+    state.runs.request_cancel(run.id).await?;
     Ok(HttpResponse::Accepted().json(run))
 }

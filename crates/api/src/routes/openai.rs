@@ -411,20 +411,22 @@ async fn complete(
             .filter_map(|e| event_data(e).as_str().map(str::to_owned))
             .collect();
         let done = events.iter().find(|e| &*e.name == "done");
-        return Ok(HttpResponse::Ok().json(json!({
-            "id": id,
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": null},
-                "logprobs": null,
-                "finish_reason": finish_reason(&events),
-            }],
-            "usage": usage_json(done),
-            "system_fingerprint": null,
-        })));
+        return Ok(HttpResponse::Ok()
+            .insert_header(("X-Run-Id", run.id.to_string()))
+            .json(json!({
+                "id": id,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": null},
+                    "logprobs": null,
+                    "finish_reason": finish_reason(&events),
+                }],
+                "usage": usage_json(done),
+                "system_fingerprint": null,
+            })));
     }
 
     let chunk = move |delta: Value, finish: Option<&str>| {

@@ -321,11 +321,19 @@ pub async fn create(
     client: &ClientInfo,
 ) -> Result<Provider, Error> {
     let name = paas_models::agent::validate_slug("name", &input.name)?;
-    if input.kind == ProviderKind::Mock && (input.base_url.is_some() || input.api_key.is_some()) {
-        return Err(Error::validation(
-            "kind",
-            "the mock provider takes no base_url or api_key",
-        ));
+    if input.kind == ProviderKind::Mock {
+        if input.base_url.is_some() {
+            return Err(Error::validation(
+                "base_url",
+                "the mock provider takes no base_url",
+            ));
+        }
+        if input.api_key.is_some() {
+            return Err(Error::validation(
+                "provider_key",
+                "the mock provider takes no api_key",
+            ));
+        }
     }
     let base_url = match &input.base_url {
         Some(raw) => Some(check_base_url(state, raw).await?),
@@ -336,7 +344,7 @@ pub async fn create(
         .filter(|k| !k.expose_secret().trim().is_empty());
     if api_key.is_none() && llm_kind(input.kind).requires_api_key() {
         return Err(Error::validation(
-            "api_key",
+            "provider_key",
             format!("a {} provider needs an api_key", input.kind.as_str()),
         ));
     }
@@ -396,7 +404,7 @@ fn check_api_key(key: &SecretString) -> Result<(), Error> {
     let key = key.expose_secret().trim();
     if key.len() > 1024 || key.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(Error::validation(
-            "api_key",
+            "provider_key",
             "api_key must be at most 1024 characters without spaces",
         ));
     }
@@ -447,7 +455,7 @@ pub async fn update(
         if key_text.is_empty() {
             if llm_kind(before.kind).requires_api_key() {
                 return Err(Error::validation(
-                    "api_key",
+                    "provider_key",
                     format!("a {} provider needs an api_key", before.kind.as_str()),
                 ));
             }
@@ -456,7 +464,7 @@ pub async fn update(
         } else {
             if before.kind == ProviderKind::Mock {
                 return Err(Error::validation(
-                    "api_key",
+                    "provider_key",
                     "the mock provider takes no api_key",
                 ));
             }

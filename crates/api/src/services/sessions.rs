@@ -210,7 +210,7 @@ fn markdown(
                 for line in message.content.lines() {
                     out.push_str(&format!("> {line}\n"));
                 }
-                out.push_str(">\n> ```\n\n");
+                out.push_str("> ```\n\n");
             }
             MessageRole::System => {}
         }
