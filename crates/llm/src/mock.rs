@@ -31,8 +31,8 @@ use serde_json::json;
 
 use crate::types::{BoxFuture, estimate_prompt_tokens, estimate_tokens};
 use crate::{
-    ChatMessage, ChatRequest, EventStream, FinishReason, LlmError, MessageRole, Provider,
-    StreamEvent, ToolCall, Usage,
+    ChatRequest, EventStream, FinishReason, LlmError, MessageRole, Provider, StreamEvent, ToolCall,
+    Usage,
 };
 
 /// The mock provider. See the module docs.
@@ -404,15 +404,10 @@ impl Provider for MockProvider {
     }
 }
 
-/// A conversation helper for tests and the demo: the system prompt, then the user message.
-pub fn conversation(system: &str, user: &str) -> Vec<ChatMessage> {
-    vec![ChatMessage::system(system), ChatMessage::user(user)]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ToolSpec, collect};
+    use crate::{ChatMessage, ToolSpec, collect};
 
     fn tool(name: &str) -> ToolSpec {
         ToolSpec {
@@ -430,6 +425,10 @@ mod tests {
             temperature: None,
             max_tokens: None,
         }
+    }
+
+    fn conversation(system: &str, user: &str) -> Vec<ChatMessage> {
+        vec![ChatMessage::system(system), ChatMessage::user(user)]
     }
 
     fn fast() -> MockProvider {

@@ -260,14 +260,6 @@ pub fn list(conn: &mut PgConnection, tenant: TenantId) -> Result<Vec<Agent>, DbE
         .collect()
 }
 
-pub fn count_live(conn: &mut PgConnection, tenant: TenantId) -> Result<i64, DbError> {
-    Ok(agents::table
-        .filter(agents::tenant_id.eq(tenant.into_uuid()))
-        .filter(agents::deleted_at.is_null())
-        .count()
-        .get_result(conn)?)
-}
-
 /// Marks an agent deleted. Returns whether a live agent was deleted.
 pub fn soft_delete(
     conn: &mut PgConnection,

@@ -125,12 +125,6 @@ impl Db {
         .await
     }
 
-    /// Connections open and idle right now, for metrics and `/readyz`.
-    pub fn pool_status(&self) -> (usize, usize) {
-        let status = self.pool.status();
-        (status.size, status.available)
-    }
-
     async fn scoped_tx<T, F>(&self, tenant: Option<TenantId>, f: F) -> Result<T, Error>
     where
         F: FnOnce(&mut PgConnection) -> Result<T, DbError> + Send + 'static,

@@ -163,18 +163,3 @@ pub fn delete(conn: &mut PgConnection, tenant: TenantId, id: ProviderId) -> Resu
     .execute(conn)?;
     Ok(deleted > 0)
 }
-
-/// Every stored key, for re-encrypting under a new master key.
-pub fn all_ciphertexts(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-) -> Result<Vec<(Uuid, Vec<u8>)>, DbError> {
-    let rows: Vec<(Uuid, Option<Vec<u8>>)> = providers::table
-        .filter(providers::tenant_id.eq(tenant.into_uuid()))
-        .select((providers::id, providers::api_key_ciphertext))
-        .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(id, c)| c.map(|c| (id, c)))
-        .collect())
-}

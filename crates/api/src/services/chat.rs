@@ -14,7 +14,6 @@ use paas_persistence::{runs, sessions};
 
 use crate::runs::{LiveRun, RunStart};
 use crate::services::agents as agent_service;
-use crate::services::sessions::title_for;
 use crate::state::AppState;
 
 /// Longest message a user may send.
@@ -145,7 +144,7 @@ pub async fn start_chat(
     let session_id = session.as_ref().map(|s| s.id).unwrap_or_default();
     let new_session = session.is_none();
     let now = state.clock.now();
-    let title = title_for(&input.message);
+    let title = paas_models::chat::title_from(&input.message);
     let user_message = NewMessage {
         id: MessageId::new(),
         session_id,

@@ -2,7 +2,6 @@
 //! admin of the same tenant — can read it through these functions.
 
 use paas_core::{AgentId, Error, Principal, SessionId};
-use paas_models::chat::title_from;
 use paas_models::{ChatSession, Message, MessageRole};
 use paas_persistence::{Page, agents, sessions};
 
@@ -216,9 +215,4 @@ fn markdown(
         }
     }
     out
-}
-
-/// A session title from a first message.
-pub fn title_for(message: &str) -> String {
-    title_from(message)
 }
