@@ -379,9 +379,11 @@ impl RunManager {
                 .tenant_tx(tenant, move |conn| {
                     // The session may have been deleted while the run was going: then only the
                     // run (its outcome and usage) is kept.
-                    if let Some(session) =
-                        session.filter(|s| sessions::exists(conn, tenant, *s).unwrap_or(false))
-                    {
+                    let live_session = match session {
+                        Some(s) if sessions::exists(conn, tenant, s)? => Some(s),
+                        _ => None,
+                    };
+                    if let Some(session) = live_session {
                         if !messages.is_empty() {
                             sessions::insert_messages(conn, tenant, &messages)?;
                         }
