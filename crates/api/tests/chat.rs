@@ -288,16 +288,12 @@ async fn only_chatting_roles_and_chat_keys_may_chat() {
 #[tokio::test]
 async fn a_dropped_connection_resumes_with_last_event_id_and_loses_nothing() {
     let (app, admin) = setup().await;
-    let response = app
-        .post(
-            "/api/v1/chat/completions",
+    let (response, run_id) = app
+        .start_chat(
             &admin.access_token,
             json!({"agent": "helper", "message": "[mock:delay_ms=15][mock:chunks=60]"}),
         )
-        .send()
-        .await
-        .unwrap();
-    let run_id = response.headers()["x-run-id"].to_str().unwrap().to_owned();
+        .await;
     let first = read_events(response, 12).await; // then the connection drops
     assert_eq!(first.len(), 12);
     let resumed = app
@@ -359,16 +355,12 @@ async fn expect_status_text(response: reqwest::Response) -> String {
 #[tokio::test]
 async fn a_run_whose_client_left_finishes_is_stored_and_billed() {
     let (app, admin) = setup().await;
-    let response = app
-        .post(
-            "/api/v1/chat/completions",
+    let (response, run_id) = app
+        .start_chat(
             &admin.access_token,
             json!({"agent": "helper", "message": "[mock:delay_ms=10][mock:chunks=40]"}),
         )
-        .send()
-        .await
-        .unwrap();
-    let run_id = response.headers()["x-run-id"].to_str().unwrap().to_owned();
+        .await;
     let session_id = response.headers()["x-session-id"]
         .to_str()
         .unwrap()
@@ -387,16 +379,12 @@ async fn a_run_whose_client_left_finishes_is_stored_and_billed() {
 async fn another_replica_serves_the_missed_events_from_redis_and_can_cancel() {
     let (app, admin) = setup().await;
     let replica = TestApp::builder().replica_of(&app).start().await;
-    let response = app
-        .post(
-            "/api/v1/chat/completions",
+    let (response, run_id) = app
+        .start_chat(
             &admin.access_token,
             json!({"agent": "helper", "message": "[mock:delay_ms=10][mock:chunks=30]"}),
         )
-        .send()
-        .await
-        .unwrap();
-    let run_id = response.headers()["x-run-id"].to_str().unwrap().to_owned();
+        .await;
     let first = read_events(response, 5).await;
     let resumed = replica
         .get(
@@ -420,16 +408,12 @@ async fn another_replica_serves_the_missed_events_from_redis_and_can_cancel() {
     assert_eq!(all.last().unwrap().event, "done");
 
     // Cancel through the other replica: the owner hears it over Redis.
-    let response = app
-        .post(
-            "/api/v1/chat/completions",
+    let (response, run_id) = app
+        .start_chat(
             &admin.access_token,
             json!({"agent": "helper", "message": "[mock:delay_ms=20][mock:chunks=2000]"}),
         )
-        .send()
-        .await
-        .unwrap();
-    let run_id = response.headers()["x-run-id"].to_str().unwrap().to_owned();
+        .await;
     drop(read_events(response, 3).await);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let cancel = replica
@@ -446,16 +430,12 @@ async fn another_replica_serves_the_missed_events_from_redis_and_can_cancel() {
 #[tokio::test]
 async fn cancelling_stops_a_run_and_keeps_what_it_wrote() {
     let (app, admin) = setup().await;
-    let response = app
-        .post(
-            "/api/v1/chat/completions",
+    let (response, run_id) = app
+        .start_chat(
             &admin.access_token,
             json!({"agent": "helper", "message": "[mock:delay_ms=20][mock:chunks=2000]"}),
         )
-        .send()
-        .await
-        .unwrap();
-    let run_id = response.headers()["x-run-id"].to_str().unwrap().to_owned();
+        .await;
     let cancel_url = format!("/api/v1/runs/{run_id}/cancel");
     let canceller = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -884,16 +864,12 @@ async fn http_fetch_refuses_internal_targets() {
 #[tokio::test]
 async fn deleting_the_session_mid_run_still_records_the_run() {
     let (app, admin) = setup().await;
-    let response = app
-        .post(
-            "/api/v1/chat/completions",
+    let (response, run_id) = app
+        .start_chat(
             &admin.access_token,
             json!({"agent": "helper", "message": "[mock:delay_ms=10][mock:chunks=50]"}),
         )
-        .send()
-        .await
-        .unwrap();
-    let run_id = response.headers()["x-run-id"].to_str().unwrap().to_owned();
+        .await;
     let session_id = response.headers()["x-session-id"]
         .to_str()
         .unwrap()
@@ -922,16 +898,12 @@ async fn deleting_the_session_mid_run_still_records_the_run() {
 async fn a_runs_event_stream_expires_even_if_the_run_never_finishes() {
     use fred::interfaces::KeysInterface;
     let (app, admin) = setup().await;
-    let response = app
-        .post(
-            "/api/v1/chat/completions",
+    let (response, run_id) = app
+        .start_chat(
             &admin.access_token,
             json!({"agent": "helper", "message": "[mock:delay_ms=20][mock:chunks=200]"}),
         )
-        .send()
-        .await
-        .unwrap();
-    let run_id = response.headers()["x-run-id"].to_str().unwrap().to_owned();
+        .await;
     drop(read_events(response, 5).await);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let key = app.state.redis.key(&format!("run:{run_id}:events"));

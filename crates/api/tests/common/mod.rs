@@ -375,6 +375,18 @@ impl TestApp {
         (headers, parse_sse(&text))
     }
 
+    /// Starts a chat turn and returns the streaming response (not yet read) and its run id.
+    pub async fn start_chat(&self, token: &str, body: Value) -> (Response, String) {
+        let response = self
+            .post("/api/v1/chat/completions", token, body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "chat did not start");
+        let run_id = response.headers()["x-run-id"].to_str().unwrap().to_owned();
+        (response, run_id)
+    }
+
     /// Waits until a run has finished and returns it.
     pub async fn finished_run(&self, token: &str, run_id: &str) -> Value {
         for _ in 0..200 {
