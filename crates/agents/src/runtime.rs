@@ -9,7 +9,11 @@
 //! - `timeout`: wall-clock time of the whole run;
 //! - `tool_timeout`: time of one tool call (an overrun is reported to the model as a failed
 //!   tool, not fatal);
-//! - `repeated_tool_call`: the same tool with the same arguments more than `max_repeats` times.
+//! - `repeated_tool_call`: the same tool with the same arguments more than `max_repeats` times;
+//! - `token_quota`: the tenant's monthly tokens have no room for the next model call. A run
+//!   starts with a reservation covering its first call (prompt estimate + `max_tokens`); each
+//!   later call that would go beyond it reserves the difference first through the
+//!   [`TokenBudget`], so a run never spends tokens its tenant has not reserved.
 //!
 //! Hitting one ends the run with a `limit` event naming it. The run's transcript (assistant and
 //! tool messages, including a partial answer cut by an error or a limit) and its usage are
@@ -40,6 +44,22 @@ pub struct RunSpec {
     /// Tools the agent may call (names of built-in tools).
     pub tools: Vec<String>,
     pub limits: Guardrails,
+    /// The tokens reserved for the run and where to ask for more (`None`: not metered).
+    pub budget: Option<Budget>,
+}
+
+/// Reserves more of the tenant's tokens for a run in progress.
+pub trait TokenBudget: Send + Sync + std::fmt::Debug {
+    /// Reserves `tokens` more; `false` when the quota has no room for them.
+    fn reserve(&self, tokens: u64) -> futures_util::future::BoxFuture<'_, bool>;
+}
+
+/// A run's token reservation.
+#[derive(Clone, Debug)]
+pub struct Budget {
+    /// Tokens reserved so far (prompt and completion together).
+    pub granted: u64,
+    pub source: Arc<dyn TokenBudget>,
 }
 
 /// The limits of one run.
@@ -61,6 +81,7 @@ pub enum LimitReason {
     MaxTokens,
     Timeout,
     RepeatedToolCall,
+    TokenQuota,
 }
 
 impl LimitReason {
@@ -70,6 +91,7 @@ impl LimitReason {
             LimitReason::MaxTokens => "max_tokens",
             LimitReason::Timeout => "timeout",
             LimitReason::RepeatedToolCall => "repeated_tool_call",
+            LimitReason::TokenQuota => "token_quota",
         }
     }
 
@@ -97,6 +119,9 @@ impl LimitReason {
                 "the agent called the same tool with the same arguments more than {} times",
                 limits.max_repeats
             ),
+            LimitReason::TokenQuota => "the tenant's monthly token quota has no room for the next \
+                 model call; an admin can raise it (plan or quota override)"
+                .to_owned(),
         }
     }
 }
@@ -214,6 +239,7 @@ pub async fn run(
     let mut steps = 0u32;
     let mut transcript = Vec::new();
     let mut repeats: HashMap<(String, String), u32> = HashMap::new();
+    let mut granted = spec.budget.as_ref().map(|b| b.granted);
 
     let stop = loop {
         if steps >= limits.max_steps {
@@ -223,7 +249,6 @@ pub async fn run(
         if remaining == 0 {
             break Some(Stop::Limit(LimitReason::MaxTokens));
         }
-        steps += 1;
         let request = ChatRequest {
             model: spec.model.clone(),
             messages: messages.clone(),
@@ -231,6 +256,17 @@ pub async fn run(
             temperature: spec.temperature,
             max_tokens: Some(remaining),
         };
+        if let (Some(budget), Some(held)) = (&spec.budget, granted.as_mut()) {
+            let needed = usage_total(&usage) + call_worst_case(&request);
+            if needed > *held {
+                if budget.source.reserve(needed - *held).await {
+                    *held = needed;
+                } else {
+                    break Some(Stop::Limit(LimitReason::TokenQuota));
+                }
+            }
+        }
+        steps += 1;
         let step = call_model(&provider, request, deadline, &cancel, &emit).await;
         usage.add(step.usage);
         emit(RunEvent::Usage(usage.into()));
@@ -340,6 +376,37 @@ pub async fn run(
         error,
         limit,
     }
+}
+
+fn usage_total(usage: &Usage) -> u64 {
+    u64::from(usage.prompt_tokens) + u64::from(usage.completion_tokens)
+}
+
+/// The most one model call can use: the prompt (estimated) and its `max_tokens`.
+fn call_worst_case(request: &ChatRequest) -> u64 {
+    u64::from(paas_llm::estimate_prompt_tokens(request))
+        + u64::from(request.max_tokens.unwrap_or(0))
+}
+
+/// The tokens to reserve before a run starts: the worst case of its first model call, built
+/// exactly as [`run`] will build it.
+pub fn first_call_reservation(
+    tools: &ToolRegistry,
+    spec: &RunSpec,
+    history: &[ChatMessage],
+) -> u64 {
+    let mut messages = Vec::with_capacity(history.len() + 1);
+    if !spec.system_prompt.is_empty() {
+        messages.push(ChatMessage::system(spec.system_prompt.clone()));
+    }
+    messages.extend_from_slice(history);
+    call_worst_case(&ChatRequest {
+        model: spec.model.clone(),
+        messages,
+        tools: tools.specs(&spec.tools),
+        temperature: spec.temperature,
+        max_tokens: Some(spec.limits.max_tokens),
+    })
 }
 
 enum StepOutcome {

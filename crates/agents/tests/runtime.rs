@@ -33,6 +33,7 @@ fn spec(tools: &[&str], limits: Guardrails) -> RunSpec {
         temperature: None,
         tools: tools.iter().map(|t| (*t).to_owned()).collect(),
         limits,
+        budget: None,
     }
 }
 
@@ -382,4 +383,80 @@ async fn a_dropped_watcher_does_not_stop_the_run() {
         result.transcript.last().map(|t| t.message.content.as_str()),
         Some("The calculator tool returned: 4")
     );
+}
+
+/// A budget that grants up to `left` more tokens in total and records what was asked.
+#[derive(Debug)]
+struct Allowance {
+    left: std::sync::Mutex<u64>,
+    asked: std::sync::Mutex<Vec<u64>>,
+}
+
+impl paas_agents::runtime::TokenBudget for Allowance {
+    fn reserve(&self, tokens: u64) -> futures_util::future::BoxFuture<'_, bool> {
+        self.asked.lock().unwrap().push(tokens);
+        let mut left = self.left.lock().unwrap();
+        let granted = *left >= tokens;
+        if granted {
+            *left -= tokens;
+        }
+        Box::pin(async move { granted })
+    }
+}
+
+fn budgeted(tools: &[&str], left: u64) -> (RunSpec, Arc<Allowance>, ChatMessage) {
+    let allowance = Arc::new(Allowance {
+        left: std::sync::Mutex::new(left),
+        asked: std::sync::Mutex::new(Vec::new()),
+    });
+    let mut spec = spec(tools, limits());
+    let question = ChatMessage::user("what is 6 * 7?");
+    let first = paas_agents::runtime::first_call_reservation(
+        &registry(),
+        &spec,
+        std::slice::from_ref(&question),
+    );
+    spec.budget = Some(paas_agents::runtime::Budget {
+        granted: first,
+        source: allowance.clone(),
+    });
+    (spec, allowance, question)
+}
+
+#[tokio::test]
+async fn later_model_calls_reserve_more_tokens_and_the_run_stays_within_them() {
+    let (spec, allowance, question) = budgeted(&["calculator"], 1_000_000);
+    let granted_first = spec.budget.as_ref().unwrap().granted;
+    let (result, _) = go(&question.content, spec, registry()).await;
+    assert_eq!(result.status, RunStatus::Completed);
+    let asked: u64 = allowance.asked.lock().unwrap().iter().sum();
+    assert!(
+        !allowance.asked.lock().unwrap().is_empty(),
+        "the second call asked for more"
+    );
+    let used = u64::from(result.usage.prompt_tokens) + u64::from(result.usage.completion_tokens);
+    assert!(
+        used <= granted_first + asked,
+        "used {used} within reserved {}",
+        granted_first + asked
+    );
+}
+
+#[tokio::test]
+async fn a_refused_reservation_ends_the_run_with_a_token_quota_limit() {
+    let (spec, _, question) = budgeted(&["calculator"], 0);
+    let (result, events) = go(&question.content, spec, registry()).await;
+    assert_eq!(result.status, RunStatus::Limited);
+    assert_eq!(result.limit, Some(LimitReason::TokenQuota));
+    assert_eq!(
+        result.steps, 1,
+        "the first call ran on the initial reservation"
+    );
+    assert!(events.iter().any(|e| matches!(
+        e,
+        RunEvent::Limit {
+            reason: LimitReason::TokenQuota,
+            ..
+        }
+    )));
 }

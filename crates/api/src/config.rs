@@ -40,10 +40,12 @@
 //! | `PAAS_UPSTREAM_FIRST_BYTE_TIMEOUT_SECS` | `60` | Waiting for a provider's response headers. |
 //! | `PAAS_UPSTREAM_IDLE_TIMEOUT_SECS` | `60` | Silence allowed between streamed chunks. |
 //! | `PAAS_UPSTREAM_MAX_RETRIES` | `2` | Retries of a provider call that failed before its first byte. |
+//! | `PAAS_OPERATOR_TOKEN` | unset (operator API off) | Bearer token of the platform operator's API (`/api/v1/admin/…`); at least 32 characters. |
+//! | `PAAS_QUOTA_FAIL_OPEN` | `false` | While Redis is unavailable, admit chats without a token reservation (`true`) instead of answering 503. |
 //!
 //! Any secret (`DATABASE_URL`, `REDIS_URL`, `PAAS_JWT_SECRET`, `PAAS_JWT_SECRET_PREVIOUS`,
 //! `PAAS_MASTER_KEY`, `PAAS_MASTER_KEY_PREVIOUS`, `OPENAI_API_KEY`, `ZHIPUAI_API_KEY`,
-//! `ANTHROPIC_API_KEY`) may instead be read from the file named in `<NAME>_FILE`.
+//! `ANTHROPIC_API_KEY`, `PAAS_OPERATOR_TOKEN`) may instead be read from the file named in `<NAME>_FILE`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -106,6 +108,8 @@ pub struct Config {
     pub upstream_first_byte_timeout: Duration,
     pub upstream_idle_timeout: Duration,
     pub upstream_max_retries: u32,
+    pub operator_token: Option<SecretString>,
+    pub quota_fail_open: bool,
     /// Secrets that were generated because none were configured (development only), so the
     /// server can warn that sessions will not survive a restart.
     pub generated_secrets: Vec<&'static str>,
@@ -444,6 +448,15 @@ impl Config {
             ));
         }
 
+        let operator_token = src.secret("PAAS_OPERATOR_TOKEN");
+        if let Some(token) = &operator_token
+            && token.expose_secret().trim().chars().count() < 32
+        {
+            src.problems.push(format!(
+                "PAAS_OPERATOR_TOKEN must be at least 32 characters; {GENERATE_HINT}"
+            ));
+        }
+
         let default_workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -514,6 +527,8 @@ impl Config {
             upstream_max_retries: src
                 .parse("PAAS_UPSTREAM_MAX_RETRIES", 2u32, "a number")
                 .min(10),
+            operator_token,
+            quota_fail_open: src.flag("PAAS_QUOTA_FAIL_OPEN", false),
             generated_secrets: generated,
             warnings,
         };

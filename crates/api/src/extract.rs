@@ -8,19 +8,28 @@ use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::http::header::{AUTHORIZATION, HeaderMap, USER_AGENT};
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use paas_auth::api_key;
 use paas_core::{Error, Principal};
 
 use crate::error::ApiError;
 use crate::services::ClientInfo;
 use crate::services::authn::{self, Presented};
+use crate::services::quota;
 use crate::state::AppState;
 
 /// The authenticated caller. Extracting it checks the credential and the user's and tenant's
-/// status, or answers 401/403 with a JSON error.
+/// status, then counts the request against the tenant's (and API key's) rate limit, or answers
+/// 401/403/429 with a JSON error. The rate-limit window is kept in the request's extensions for
+/// the `RateLimit-*` response headers.
 #[derive(Clone, Copy, Debug)]
 pub struct Auth(pub Principal);
+
+/// The authenticated caller of a route that starts a run, and the tenant's plan. No rate limit
+/// is counted here: the run's admission counts it together with its token reservation, in one
+/// Redis round trip (see [`crate::services::quota::admit_run`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ChatAuth(pub Principal, pub paas_models::TenantPlan);
 
 fn missing() -> Error {
     Error::unauthenticated(
@@ -81,12 +90,79 @@ impl FromRequest for Auth {
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         let state = app_state(req);
         let presented = presented_credential(req.headers());
+        let req = req.clone();
         Box::pin(async move {
             let state = state?;
-            let principal = authn::authenticate(&state, presented?).await?;
-            Ok(Auth(principal))
+            let (principal, plan) = authn::authenticate(&state, presented?).await?;
+            let checked = quota::check_rate(&state, &principal, &plan).await;
+            let (outcome, refused) = match checked {
+                Ok(outcome) => (outcome, None),
+                Err((err, outcome)) => (outcome, Some(err)),
+            };
+            req.extensions_mut().insert(outcome);
+            match refused {
+                Some(err) => {
+                    metrics::counter!("quota_rejections_total", "reason" => "rate_limited")
+                        .increment(1);
+                    Err(err.into())
+                }
+                None => Ok(Auth(principal)),
+            }
         })
     }
+}
+
+impl FromRequest for ChatAuth {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let state = app_state(req);
+        let presented = presented_credential(req.headers());
+        Box::pin(async move {
+            let state = state?;
+            let (principal, plan) = authn::authenticate(&state, presented?).await?;
+            Ok(ChatAuth(principal, plan))
+        })
+    }
+}
+
+/// Keeps a rate-limit outcome for the response headers (see [`rate_limit_headers`]).
+pub fn remember_rate(req: &HttpRequest, outcome: Option<paas_quota::RateOutcome>) {
+    if let Some(outcome) = outcome {
+        req.extensions_mut().insert(outcome);
+    }
+}
+
+/// Middleware: `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` on every response
+/// to a request that was counted against a rate limit (the IETF draft's fields, in seconds).
+pub async fn rate_limit_headers(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let mut res = next.call(req).await?;
+    let window = res
+        .request()
+        .extensions()
+        .get::<paas_quota::RateOutcome>()
+        .map(|o| o.window);
+    if let Some(window) = window {
+        let headers = res.headers_mut();
+        let reset = window.reset.as_millis().div_ceil(1000);
+        for (name, value) in [
+            ("ratelimit-limit", window.limit.max(0).to_string()),
+            ("ratelimit-remaining", window.remaining.max(0).to_string()),
+            ("ratelimit-reset", reset.to_string()),
+        ] {
+            if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&value) {
+                headers.insert(
+                    actix_web::http::header::HeaderName::from_static(name),
+                    value,
+                );
+            }
+        }
+    }
+    Ok(res)
 }
 
 /// The client's address and user agent. The address is the TCP peer unless

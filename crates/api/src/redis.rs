@@ -30,6 +30,8 @@ impl std::fmt::Debug for RedisStore {
 
 /// How long any one Redis command may take before the caller treats Redis as down.
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long [`RedisStore::ping`] waits for a connection that is still being made.
+const CONNECT_GRACE: Duration = Duration::from_secs(1);
 
 impl RedisStore {
     /// Starts connecting; does not wait for the connection.
@@ -92,7 +94,13 @@ impl RedisStore {
     /// Is Redis answering right now?
     pub async fn ping(&self) -> Result<(), Error> {
         if !self.client.is_connected() {
-            return Err(unavailable("not connected"));
+            // Just started, or reconnecting: give the connection a moment before calling Redis
+            // down (a probe right after start must not fail a healthy deployment).
+            let connected =
+                tokio::time::timeout(CONNECT_GRACE, self.client.wait_for_connect()).await;
+            if !matches!(connected, Ok(Ok(()))) {
+                return Err(unavailable("not connected"));
+            }
         }
         let _: String = self.client.ping(None).await.map_err(unavailable)?;
         Ok(())

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::redis::RedisStore;
+use crate::services::quota::{self, RunQuota};
 
 /// How long a finished run's events stay in this process's memory (Redis keeps them longer).
 const LOCAL_RETENTION: Duration = Duration::from_secs(300);
@@ -118,6 +119,19 @@ pub struct RunStart {
     pub provider: Arc<dyn Provider>,
     pub spec: RunSpec,
     pub history: Vec<ChatMessage>,
+    /// What the run is billed against and recorded as in the usage ledger.
+    pub metering: Metering,
+}
+
+/// A run's billing: its token reservation and the ledger row's attributes.
+#[derive(Clone, Debug)]
+pub struct Metering {
+    pub quota: RunQuota,
+    pub api_key_id: Option<paas_core::ApiKeyId>,
+    pub agent_id: paas_core::AgentId,
+    pub source: paas_models::RunSource,
+    pub provider: String,
+    pub model: String,
 }
 
 /// The last event of every run, sent once its outcome is stored.
@@ -153,6 +167,8 @@ struct Inner {
     redis: RedisStore,
     tools: Arc<ToolRegistry>,
     ttl: Duration,
+    quotas: paas_quota::Quotas,
+    usage: paas_quota::UsageWriter,
     runs: Mutex<HashMap<RunId, Arc<LiveRun>>>,
     idle: Notify,
 }
@@ -172,7 +188,14 @@ fn event_name(event: &RunEvent) -> &'static str {
 
 impl RunManager {
     /// Must be called on the runtime that should own the runs.
-    pub fn new(db: Db, redis: RedisStore, tools: Arc<ToolRegistry>, ttl: Duration) -> Self {
+    pub fn new(
+        db: Db,
+        redis: RedisStore,
+        tools: Arc<ToolRegistry>,
+        ttl: Duration,
+        quotas: paas_quota::Quotas,
+        usage: paas_quota::UsageWriter,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 runtime: tokio::runtime::Handle::current(),
@@ -180,6 +203,8 @@ impl RunManager {
                 redis,
                 tools,
                 ttl,
+                quotas,
+                usage,
                 runs: Mutex::new(HashMap::new()),
                 idle: Notify::new(),
             }),
@@ -191,6 +216,11 @@ impl RunManager {
             .runs
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The tools runs can call (to size a run's first reservation exactly as it will run).
+    pub fn tools(&self) -> &ToolRegistry {
+        &self.inner.tools
     }
 
     /// A run this process knows about.
@@ -275,6 +305,7 @@ impl RunManager {
     }
 
     async fn drive(self, live: Arc<LiveRun>, start: RunStart) {
+        let began = Instant::now();
         let (sender, mut receiver) = mpsc::unbounded_channel();
         let publisher = Publisher::new(self.inner.redis.clone(), start.id);
         let run = runtime::run(
@@ -301,6 +332,8 @@ impl RunManager {
         if let Err(err) = &stored {
             tracing::error!(run = %live.id, code = err.code(), cause = %err.cause_chain(), "could not store a finished run");
         }
+        self.meter(&live, &start.metering, &result, began.elapsed())
+            .await;
         let done = DoneEvent {
             event: "done",
             data: DoneData {
@@ -316,6 +349,63 @@ impl RunManager {
         live.finish();
         publisher.finish(self.inner.ttl).await;
         self.inner.idle.notify_waiters();
+    }
+
+    /// Bills a finished run: settles its reservation to what it used (retrying in the
+    /// background while Redis is unavailable) and queues its usage-ledger row.
+    async fn meter(
+        &self,
+        live: &LiveRun,
+        metering: &Metering,
+        result: &RunResult,
+        elapsed: Duration,
+    ) {
+        let used =
+            u64::from(result.usage.prompt_tokens) + u64::from(result.usage.completion_tokens);
+        let quotas = &self.inner.quotas;
+        if let Err(err) =
+            quota::settle(quotas, live.tenant_id, live.id, &metering.quota, used).await
+        {
+            tracing::warn!(run = %live.id, error = %err.cause_chain(), "cannot settle a run's tokens yet; retrying in the background");
+            let (quotas, tenant, run, run_quota) = (
+                quotas.clone(),
+                live.tenant_id,
+                live.id,
+                metering.quota.clone(),
+            );
+            tokio::spawn(async move {
+                for _ in 0..360 {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    if quotas
+                        .settle(tenant, run, run_quota.started_at, used)
+                        .await
+                        .is_ok()
+                    {
+                        return;
+                    }
+                }
+                tracing::error!(run = %run, "gave up settling a run's tokens; the ledger has its usage");
+            });
+        }
+        let finished_at = metering.quota.started_at
+            + chrono::Duration::from_std(elapsed).unwrap_or(chrono::Duration::zero());
+        self.inner.usage.record(paas_models::UsageRecord {
+            run_id: live.id,
+            tenant_id: live.tenant_id,
+            user_id: live.user_id,
+            api_key_id: metering.api_key_id,
+            agent_id: metering.agent_id,
+            source: metering.source,
+            provider: metering.provider.clone(),
+            model: metering.model.clone(),
+            status: result.status,
+            prompt_tokens: i32::try_from(result.usage.prompt_tokens).unwrap_or(i32::MAX),
+            completion_tokens: i32::try_from(result.usage.completion_tokens).unwrap_or(i32::MAX),
+            usage_estimated: result.usage.estimated,
+            duration_ms: i32::try_from(elapsed.as_millis()).unwrap_or(i32::MAX),
+            started_at: metering.quota.started_at,
+            finished_at,
+        });
     }
 
     /// Writes the run's messages and outcome in one transaction, retrying briefly if the

@@ -42,6 +42,9 @@ pub fn build(state: AppState, listener: TcpListener) -> std::io::Result<actix_we
                     // Responses carry tokens, keys and tenant data: never cache them.
                     .add(("Cache-Control", "no-store")),
             )
+            .wrap(actix_web::middleware::from_fn(
+                crate::extract::rate_limit_headers,
+            ))
             .wrap(TracingLogger::default())
             .into_utoipa_app()
             .configure(routes::configure)

@@ -27,6 +27,8 @@ pub struct AppState {
     pub cipher: SecretCipher,
     pub providers: Arc<ProviderRegistry>,
     pub runs: RunManager,
+    pub quotas: paas_quota::Quotas,
+    pub usage: paas_quota::UsageWriter,
 }
 
 impl AppState {
@@ -61,13 +63,31 @@ impl AppState {
         let cipher = SecretCipher::new(&config.master_key, config.master_key_previous.as_ref())?;
         let providers = Arc::new(ProviderRegistry::from_config(&config)?);
         let tools = Arc::new(ToolRegistry::builtin(HttpFetchConfig::default()));
-        let runs = RunManager::new(db.clone(), redis.clone(), tools, config.run_events_ttl);
+        let quotas = paas_quota::Quotas::new(
+            redis.client().clone(),
+            db.clone(),
+            paas_quota::QuotaConfig {
+                prefix: config.redis_prefix.clone(),
+                fail_open: config.quota_fail_open,
+            },
+        );
+        let usage = paas_quota::UsageWriter::start(db.clone(), paas_quota::LedgerConfig::default());
+        let runs = RunManager::new(
+            db.clone(),
+            redis.clone(),
+            tools,
+            config.run_events_ttl,
+            quotas.clone(),
+            usage.clone(),
+        );
         runs.listen_for_cancels()?;
         Ok(Self {
             passwords: PasswordHasher::new(config.bcrypt_cost),
             cipher,
             providers,
             runs,
+            quotas,
+            usage,
             config: Arc::new(config),
             db,
             redis,

@@ -343,25 +343,35 @@ impl Provider for MockProvider {
 
             let mut events: Vec<Result<StreamEvent, LlmError>> = Vec::new();
             let mut completion = 0u32;
+            // Like a real model, everything it produces (thoughts included) counts against
+            // `max_tokens`, and it stops with `length` rather than go beyond it.
+            let budget = request.max_tokens.unwrap_or(u32::MAX);
             let finish = match plan(&request, &directives, &question) {
                 Plan::Call { thought, call } => {
-                    completion += estimate_tokens(&thought) + estimate_tokens(&call.arguments) + 3;
-                    events.extend(
-                        chunks(&thought)
-                            .into_iter()
-                            .map(|c| Ok(StreamEvent::Reasoning(c))),
-                    );
-                    events.push(Ok(StreamEvent::ToolCall(call)));
-                    FinishReason::ToolCalls
+                    let cost = estimate_tokens(&thought) + estimate_tokens(&call.arguments) + 3;
+                    if cost > budget {
+                        FinishReason::Length
+                    } else {
+                        completion += cost;
+                        events.extend(
+                            chunks(&thought)
+                                .into_iter()
+                                .map(|c| Ok(StreamEvent::Reasoning(c))),
+                        );
+                        events.push(Ok(StreamEvent::ToolCall(call)));
+                        FinishReason::ToolCalls
+                    }
                 }
                 Plan::Answer { thought, text } => {
-                    completion += estimate_tokens(&thought);
-                    events.extend(
-                        chunks(&thought)
-                            .into_iter()
-                            .map(|c| Ok(StreamEvent::Reasoning(c))),
-                    );
-                    let budget = request.max_tokens.unwrap_or(u32::MAX);
+                    let thought_cost = estimate_tokens(&thought);
+                    if thought_cost <= budget {
+                        completion += thought_cost;
+                        events.extend(
+                            chunks(&thought)
+                                .into_iter()
+                                .map(|c| Ok(StreamEvent::Reasoning(c))),
+                        );
+                    }
                     let mut finish = FinishReason::Stop;
                     for chunk in chunks(&text) {
                         let cost = estimate_tokens(&chunk).max(1);

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod api_key;
 pub mod audit;
 pub mod chat;
+pub mod quota;
 pub mod tenant;
 pub mod user;
 pub mod validate;
@@ -14,5 +15,6 @@ pub use audit::{AuditAction, AuditEvent};
 pub use chat::{
     ChatSession, Message, MessageRole, Run, RunSource, RunStatus, RunUsage, ToolCallRecord,
 };
+pub use quota::{Limits, QuotaOverrides, TenantPlan, UsageRecord};
 pub use tenant::{Plan, Tenant, TenantStatus};
 pub use user::{User, UserStatus};

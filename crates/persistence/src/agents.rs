@@ -151,6 +151,15 @@ impl AgentFields {
     }
 }
 
+/// Agents that exist (not deleted).
+pub fn count(conn: &mut PgConnection, tenant: TenantId) -> Result<i64, DbError> {
+    Ok(agents::table
+        .filter(agents::tenant_id.eq(tenant.into_uuid()))
+        .filter(agents::deleted_at.is_null())
+        .count()
+        .get_result(conn)?)
+}
+
 pub fn insert(
     conn: &mut PgConnection,
     tenant: TenantId,

@@ -216,6 +216,10 @@ struct KeyLookupRow {
     user_status: String,
     #[diesel(sql_type = Varchar)]
     tenant_status: String,
+    #[diesel(sql_type = Varchar)]
+    tenant_plan: String,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    quota: Option<serde_json::Value>,
 }
 
 /// Everything authenticating a key needs: the key, its owner's role and status, and the
@@ -233,6 +237,8 @@ pub struct KeyLookup {
     pub owner_role: Role,
     pub owner_status: UserStatus,
     pub tenant_status: TenantStatus,
+    /// The tenant's plan and overrides (its limits).
+    pub tenant_plan: paas_models::TenantPlan,
 }
 
 /// Finds a key by the hash of its secret, across tenants, through the `paas_find_api_key`
@@ -255,6 +261,10 @@ pub fn find_by_hash(conn: &mut PgConnection, hash: &[u8]) -> Result<Option<KeyLo
             owner_role: parse_stored("users.role", &row.user_role)?,
             owner_status: parse_stored("users.status", &row.user_status)?,
             tenant_status: parse_stored("tenants.status", &row.tenant_status)?,
+            tenant_plan: paas_models::TenantPlan {
+                plan: parse_stored("tenants.plan", &row.tenant_plan)?,
+                overrides: crate::quotas::overrides_from_json(row.quota)?,
+            },
         })
     })
     .transpose()

@@ -7,12 +7,14 @@ mod error;
 pub mod migrations;
 mod pool;
 pub mod providers;
+pub mod quotas;
 pub mod refresh_tokens;
 pub mod runs;
 #[rustfmt::skip]
 pub mod schema;
 pub mod sessions;
 pub mod tenants;
+pub mod usage;
 pub mod users;
 
 pub use diesel::PgConnection;

@@ -77,6 +77,9 @@ impl std::fmt::Debug for Db {
 const SCOPE_SQL: &str =
     "SELECT set_config('role', 'paas_app', true), set_config('paas.tenant_id', $1, true)";
 
+/// The operator's transactions keep the connecting role and name no tenant.
+const OPERATOR_SQL: &str = "SELECT set_config('paas.tenant_id', $1, true)";
+
 impl Db {
     /// Builds the pool. No connection is made until the first query, so the server can start
     /// while the database is still coming up.
@@ -102,7 +105,7 @@ impl Db {
         F: FnOnce(&mut PgConnection) -> Result<T, DbError> + Send + 'static,
         T: Send + 'static,
     {
-        self.scoped_tx(Some(tenant), f).await
+        self.scoped_tx(Some(tenant), SCOPE_SQL, f).await
     }
 
     /// Runs `f` in a transaction with no tenant: every tenant-owned table looks empty. Used
@@ -113,7 +116,18 @@ impl Db {
         F: FnOnce(&mut PgConnection) -> Result<T, DbError> + Send + 'static,
         T: Send + 'static,
     {
-        self.scoped_tx(None, f).await
+        self.scoped_tx(None, SCOPE_SQL, f).await
+    }
+
+    /// Runs `f` in a transaction as the connecting role itself — the schema's owner, which
+    /// row-level security does not restrict — so it sees every tenant. Only for the platform
+    /// operator's API and CLI, which act across tenants by design.
+    pub async fn operator_tx<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(&mut PgConnection) -> Result<T, DbError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.scoped_tx(None, OPERATOR_SQL, f).await
     }
 
     /// `SELECT 1` through the pool: is the database answering?
@@ -125,7 +139,12 @@ impl Db {
         .await
     }
 
-    async fn scoped_tx<T, F>(&self, tenant: Option<TenantId>, f: F) -> Result<T, Error>
+    async fn scoped_tx<T, F>(
+        &self,
+        tenant: Option<TenantId>,
+        scope_sql: &'static str,
+        f: F,
+    ) -> Result<T, Error>
     where
         F: FnOnce(&mut PgConnection) -> Result<T, DbError> + Send + 'static,
         T: Send + 'static,
@@ -135,7 +154,7 @@ impl Db {
         let result = conn
             .interact(move |conn| {
                 conn.transaction(|conn| {
-                    diesel::sql_query(SCOPE_SQL)
+                    diesel::sql_query(scope_sql)
                         .bind::<Text, _>(&tenant)
                         .execute(conn)?;
                     f(conn)

@@ -166,15 +166,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    tenant_daily_usage (tenant_id, day) {
+        tenant_id -> Uuid,
+        day -> Date,
+        sessions -> Int4,
+    }
+}
+
+diesel::table! {
     tenant_quotas (tenant_id) {
         tenant_id -> Uuid,
-        max_users -> Int4,
-        max_agents -> Int4,
-        max_sessions_per_day -> Int4,
-        max_tokens_per_month -> Int8,
-        current_month_tokens -> Int8,
-        reset_date -> Nullable<Date>,
+        max_users -> Nullable<Int4>,
+        max_agents -> Nullable<Int4>,
+        max_sessions_per_day -> Nullable<Int4>,
+        max_tokens_per_month -> Nullable<Int8>,
         updated_at -> Timestamptz,
+        requests_per_minute -> Nullable<Int4>,
+        key_requests_per_minute -> Nullable<Int4>,
+        max_concurrent_runs -> Nullable<Int4>,
     }
 }
 
@@ -192,6 +201,30 @@ diesel::table! {
         settings -> Jsonb,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    usage_records (run_id) {
+        run_id -> Uuid,
+        tenant_id -> Uuid,
+        user_id -> Uuid,
+        api_key_id -> Nullable<Uuid>,
+        agent_id -> Uuid,
+        #[max_length = 16]
+        source -> Varchar,
+        #[max_length = 20]
+        provider -> Varchar,
+        #[max_length = 200]
+        model -> Varchar,
+        #[max_length = 16]
+        status -> Varchar,
+        prompt_tokens -> Int4,
+        completion_tokens -> Int4,
+        usage_estimated -> Bool,
+        duration_ms -> Int4,
+        started_at -> Timestamptz,
+        finished_at -> Timestamptz,
     }
 }
 
@@ -226,7 +259,9 @@ diesel::joinable!(refresh_tokens -> tenants (tenant_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(runs -> chat_sessions (session_id));
 diesel::joinable!(runs -> tenants (tenant_id));
+diesel::joinable!(tenant_daily_usage -> tenants (tenant_id));
 diesel::joinable!(tenant_quotas -> tenants (tenant_id));
+diesel::joinable!(usage_records -> tenants (tenant_id));
 diesel::joinable!(users -> tenants (tenant_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -238,7 +273,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     providers,
     refresh_tokens,
     runs,
+    tenant_daily_usage,
     tenant_quotas,
     tenants,
+    usage_records,
     users,
 );

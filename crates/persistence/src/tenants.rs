@@ -146,3 +146,36 @@ pub fn find_by_name(
         })
         .transpose()
 }
+
+/// Every tenant, oldest first, `page` at a time (the operator's listing; needs
+/// [`Db::operator_tx`](crate::Db::operator_tx)).
+pub fn list_all(conn: &mut PgConnection, page: crate::Page) -> Result<Vec<Tenant>, DbError> {
+    tenants::table
+        .order((tenants::created_at.asc(), tenants::id.asc()))
+        .limit(page.limit)
+        .offset(page.offset)
+        .select(TenantRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(Tenant::try_from)
+        .collect()
+}
+
+/// Suspends or reactivates a tenant; `None` when there is no such tenant.
+pub fn set_status(
+    conn: &mut PgConnection,
+    id: TenantId,
+    status: TenantStatus,
+    now: DateTime<Utc>,
+) -> Result<Option<Tenant>, DbError> {
+    diesel::update(tenants::table.find(id.into_uuid()))
+        .set((
+            tenants::status.eq(status.as_str()),
+            tenants::updated_at.eq(now),
+        ))
+        .returning(TenantRow::as_returning())
+        .get_result(conn)
+        .optional()?
+        .map(Tenant::try_from)
+        .transpose()
+}

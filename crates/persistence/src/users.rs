@@ -193,6 +193,15 @@ pub fn update(
     )
 }
 
+/// Users who hold a seat: every user not deactivated.
+pub fn count_active(conn: &mut PgConnection, tenant: TenantId) -> Result<i64, DbError> {
+    Ok(users::table
+        .filter(users::tenant_id.eq(tenant.into_uuid()))
+        .filter(users::status.ne(UserStatus::Deactivated.as_str()))
+        .count()
+        .get_result(conn)?)
+}
+
 pub fn count_active_admins(conn: &mut PgConnection, tenant: TenantId) -> Result<i64, DbError> {
     Ok(users::table
         .filter(users::tenant_id.eq(tenant.into_uuid()))
@@ -210,6 +219,8 @@ pub struct SessionState {
     pub tenant_status: TenantStatus,
     /// The login session was revoked (logout, refresh-token reuse, deactivation).
     pub session_revoked: bool,
+    /// The tenant's plan and overrides (its limits).
+    pub plan: paas_models::TenantPlan,
 }
 
 pub fn session_state(
@@ -224,21 +235,47 @@ pub fn session_state(
             .filter(refresh_tokens::family_id.eq(family.into_uuid()))
             .filter(refresh_tokens::revoked_at.is_not_null()),
     );
+    let quota = crate::schema::tenant_quotas::table
+        .filter(crate::schema::tenant_quotas::tenant_id.eq(tenant.into_uuid()))
+        .select(diesel::dsl::sql::<diesel::sql_types::Jsonb>(
+            "to_jsonb(tenant_quotas)",
+        ))
+        .single_value();
     let found = users::table
         .inner_join(tenants::table)
         .filter(users::tenant_id.eq(tenant.into_uuid()))
         .filter(users::id.eq(user.into_uuid()))
-        .select((users::role, users::status, tenants::status, revoked))
-        .first::<(String, String, String, bool)>(conn)
+        .select((
+            users::role,
+            users::status,
+            tenants::status,
+            revoked,
+            tenants::plan,
+            quota,
+        ))
+        .first::<(
+            String,
+            String,
+            String,
+            bool,
+            String,
+            Option<serde_json::Value>,
+        )>(conn)
         .optional()?;
     found
-        .map(|(role, user_status, tenant_status, session_revoked)| {
-            Ok(SessionState {
-                role: parse_stored("users.role", &role)?,
-                user_status: parse_stored("users.status", &user_status)?,
-                tenant_status: parse_stored("tenants.status", &tenant_status)?,
-                session_revoked,
-            })
-        })
+        .map(
+            |(role, user_status, tenant_status, session_revoked, plan, quota)| {
+                Ok(SessionState {
+                    role: parse_stored("users.role", &role)?,
+                    user_status: parse_stored("users.status", &user_status)?,
+                    tenant_status: parse_stored("tenants.status", &tenant_status)?,
+                    session_revoked,
+                    plan: paas_models::TenantPlan {
+                        plan: parse_stored("tenants.plan", &plan)?,
+                        overrides: crate::quotas::overrides_from_json(quota)?,
+                    },
+                })
+            },
+        )
         .transpose()
 }

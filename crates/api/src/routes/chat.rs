@@ -10,7 +10,7 @@ use paas_persistence::runs;
 
 use crate::dto::{ChatRequest, EventsQuery};
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::Auth;
+use crate::extract::{Auth, ChatAuth, remember_rate};
 use crate::services::chat::{ChatInput, start_chat};
 use crate::state::AppState;
 
@@ -41,8 +41,9 @@ fn sse_response(
     security(("bearer" = []), ("api_key" = [])))]
 #[post("/chat/completions")]
 pub async fn chat_completions(
+    req: HttpRequest,
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ChatAuth(principal, plan): ChatAuth,
     body: web::Json<ChatRequest>,
 ) -> ApiResult<HttpResponse> {
     authorize(&principal, Action::Chat)?;
@@ -52,8 +53,10 @@ pub async fn chat_completions(
         message: body.message,
         session_id: body.session_id,
     };
-    let started = start_chat(&state, &principal, input).await?;
-    let run = started.run;
+    let mut rate = None;
+    let started = start_chat(&state, &principal, &plan, input, &mut rate).await;
+    remember_rate(&req, rate);
+    let run = started?.run;
     Ok(sse_response(run.id, run.session_id).streaming(state.runs.sse(run.id, 0, None)))
 }
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, status_of};
-use crate::extract::Auth;
+use crate::extract::{Auth, ChatAuth, remember_rate};
 use crate::runs::WireEvent;
 use crate::services::chat::{MAX_MESSAGES, OpenAiInput, check_message, start_openai};
 use crate::services::{agents, chat};
@@ -362,22 +362,27 @@ fn usage_json(done: Option<&WireEvent>) -> Value {
     security(("bearer" = []), ("api_key" = [])))]
 #[post("/chat/completions")]
 pub async fn chat_completions(
+    req: HttpRequest,
     state: web::Data<AppState>,
-    auth: Result<Auth, ApiError>,
+    auth: Result<ChatAuth, ApiError>,
     body: Result<web::Json<CompletionRequest>, actix_web::Error>,
 ) -> Result<HttpResponse, actix_web::Error> {
     // Credentials are checked before the body, as for every other route.
-    let Auth(principal) = auth.map_err(OpenAiError::from)?;
+    let ChatAuth(principal, plan) = auth.map_err(OpenAiError::from)?;
     authorize(&principal, Action::Chat).map_err(OpenAiError::from)?;
     let body = body?;
-    let reply = complete(&state, principal, body.into_inner()).await?;
-    Ok(reply)
+    let mut rate = None;
+    let reply = complete(&state, principal, &plan, body.into_inner(), &mut rate).await;
+    remember_rate(&req, rate);
+    Ok(reply?)
 }
 
 async fn complete(
     state: &AppState,
     principal: paas_core::Principal,
+    plan: &paas_models::TenantPlan,
     body: CompletionRequest,
+    rate: &mut Option<paas_quota::RateOutcome>,
 ) -> OpenAiResult<HttpResponse> {
     let (model, input, stream, include_usage) = parse_request(body)?;
     let agent = agents::find(state, &principal, &model)
@@ -393,7 +398,7 @@ async fn complete(
                 err
             }
         })?;
-    let started = start_openai(state, &principal, agent, input).await?;
+    let started = start_openai(state, &principal, plan, agent, input, rate).await?;
     let run = started.run;
     let id = format!("chatcmpl-{}", run.id.as_uuid().simple());
     let created = chrono::Utc::now().timestamp();

@@ -9,11 +9,11 @@ use paas_models::agent::{
 };
 use paas_models::{Agent, AgentProvider, AuditAction};
 use paas_persistence::agents::{self, AgentFields};
-use paas_persistence::{audit, providers};
+use paas_persistence::{audit, providers, quotas};
 use serde_json::json;
 
 use crate::services::providers::check_agent_provider;
-use crate::services::{AuditContext, ClientInfo};
+use crate::services::{AuditContext, ClientInfo, quota};
 use crate::state::AppState;
 
 pub const DEFAULT_MAX_TOKENS: u32 = 1024;
@@ -116,6 +116,14 @@ pub async fn create(
     state
         .db
         .tenant_tx(tenant, move |conn| {
+            // Locks the quota row: concurrent creates cannot both take the last place.
+            let limits = quotas::lock_limits(conn, tenant)?;
+            quota::ensure_below(
+                agents::count(conn, tenant)?,
+                limits.max_agents,
+                "agents",
+                "max_agents",
+            )?;
             let agent = agents::insert(conn, tenant, AgentId::new(), &fields, now)?;
             audit::insert(
                 conn,

@@ -4,7 +4,7 @@
 
 use paas_auth::api_key;
 use paas_core::{Credential, Error, Principal, TenantId};
-use paas_models::{TenantStatus, UserStatus};
+use paas_models::{TenantPlan, TenantStatus, UserStatus};
 use paas_persistence::{api_keys, users};
 
 use crate::state::AppState;
@@ -37,14 +37,20 @@ pub(crate) fn ensure_active(tenant: TenantStatus, user: UserStatus) -> Result<()
 }
 
 /// Checks a presented credential. See the module docs.
-pub async fn authenticate(state: &AppState, presented: Presented) -> Result<Principal, Error> {
+pub async fn authenticate(
+    state: &AppState,
+    presented: Presented,
+) -> Result<(Principal, TenantPlan), Error> {
     match presented {
         Presented::AccessToken(token) => authenticate_token(state, &token).await,
         Presented::ApiKey(key) => authenticate_key(state, &key).await,
     }
 }
 
-async fn authenticate_token(state: &AppState, token: &str) -> Result<Principal, Error> {
+async fn authenticate_token(
+    state: &AppState,
+    token: &str,
+) -> Result<(Principal, TenantPlan), Error> {
     let claims = state.jwt.verify_access(token)?;
     let (tenant, user, family) = (claims.tid, claims.sub, claims.sid);
     let found = state
@@ -66,15 +72,16 @@ async fn authenticate_token(state: &AppState, token: &str) -> Result<Principal, 
             "this session has ended (logged out or revoked); log in again",
         ));
     }
-    Ok(Principal {
+    let principal = Principal {
         tenant_id: tenant,
         user_id: user,
         role: session.role,
         credential: Credential::Session { family },
-    })
+    };
+    Ok((principal, session.plan))
 }
 
-async fn authenticate_key(state: &AppState, key: &str) -> Result<Principal, Error> {
+async fn authenticate_key(state: &AppState, key: &str) -> Result<(Principal, TenantPlan), Error> {
     let invalid = || Error::unauthenticated("invalid_api_key", "the API key is not valid");
     if !api_key::looks_like_key(key) {
         return Err(invalid());
@@ -110,7 +117,7 @@ async fn authenticate_key(state: &AppState, key: &str) -> Result<Principal, Erro
     if stale {
         record_key_use(state, found.tenant_id, found.id);
     }
-    Ok(Principal {
+    let principal = Principal {
         tenant_id: found.tenant_id,
         user_id: found.user_id,
         role: found.owner_role,
@@ -118,7 +125,8 @@ async fn authenticate_key(state: &AppState, key: &str) -> Result<Principal, Erro
             id: found.id,
             scopes: found.scopes,
         },
-    })
+    };
+    Ok((principal, found.tenant_plan))
 }
 
 /// Records a key's last use off the request path (at most once a minute per key).

@@ -4,16 +4,18 @@
 
 use std::sync::Arc;
 
-use paas_agents::runtime::{Guardrails, RunSpec};
+use paas_agents::runtime::{self, Budget, Guardrails, RunSpec};
 use paas_core::{Error, MessageId, Principal, RunId, SessionId};
 use paas_llm::ChatMessage;
-use paas_models::{Agent, Message, MessageRole, RunSource};
+use paas_models::{Agent, Message, MessageRole, RunSource, TenantPlan};
 use paas_persistence::runs::NewRun;
 use paas_persistence::sessions::NewMessage;
-use paas_persistence::{runs, sessions};
+use paas_persistence::{quotas, runs, sessions};
+use paas_quota::RateOutcome;
 
-use crate::runs::{LiveRun, RunStart};
+use crate::runs::{LiveRun, Metering, RunStart};
 use crate::services::agents as agent_service;
+use crate::services::quota::{self, RunQuota};
 use crate::state::AppState;
 
 /// Longest message a user may send.
@@ -59,6 +61,7 @@ pub struct Started {
 
 fn spec_for(state: &AppState, agent: &Agent, max_tokens: u32, temperature: Option<f32>) -> RunSpec {
     RunSpec {
+        budget: None,
         system_prompt: agent.system_prompt.clone(),
         model: agent.model.clone(),
         temperature,
@@ -111,7 +114,9 @@ fn history_of(messages: Vec<Message>) -> Vec<ChatMessage> {
 pub async fn start_chat(
     state: &AppState,
     principal: &Principal,
+    plan: &TenantPlan,
     input: ChatInput,
+    rate: &mut Option<RateOutcome>,
 ) -> Result<Started, Error> {
     check_message("message", &input.message)?;
     let (tenant, user) = (principal.tenant_id, principal.user_id);
@@ -143,7 +148,22 @@ pub async fn start_chat(
     let run_id = RunId::new();
     let session_id = session.as_ref().map(|s| s.id).unwrap_or_default();
     let new_session = session.is_none();
-    let now = state.clock.now();
+    let earlier = if new_session {
+        Vec::new()
+    } else {
+        state
+            .db
+            .tenant_tx(tenant, move |conn| {
+                sessions::list_messages(conn, tenant, session_id, None)
+            })
+            .await?
+    };
+    let mut history = history_of(earlier);
+    history.push(ChatMessage::user(input.message.clone()));
+    let mut spec = spec_for(state, &agent, agent.max_tokens, agent.temperature);
+    let amount = runtime::first_call_reservation(state.runs.tools(), &spec, &history);
+    let run_quota = quota::admit_run(state, principal, plan, run_id, amount, rate).await?;
+    let now = run_quota.started_at;
     let title = paas_models::chat::title_from(&input.message);
     let user_message = NewMessage {
         id: MessageId::new(),
@@ -173,22 +193,44 @@ pub async fn start_chat(
         started_at: now,
     };
     let agent_id = agent.id;
-    let history = state
+    let sessions_per_day = plan.limits().max_sessions_per_day;
+    let (day, _) = paas_quota::period::day_bounds(now);
+    let stored = state
         .db
         .tenant_tx(tenant, move |conn| {
             if new_session {
+                if !quotas::count_session(conn, tenant, day, sessions_per_day)? {
+                    return Err(quota::plan_limit(
+                        "new chat sessions per day",
+                        "max_sessions_per_day",
+                        sessions_per_day,
+                    )
+                    .into());
+                }
                 sessions::insert(conn, tenant, session_id, user, agent_id, &title, now)?;
             }
-            let history = sessions::list_messages(conn, tenant, session_id, None)?;
             runs::insert(conn, &run_row)?;
             sessions::insert_messages(conn, tenant, std::slice::from_ref(&user_message))?;
             sessions::touch(conn, tenant, session_id, now)?;
-            Ok(history)
+            Ok(())
         })
-        .await?;
-    let mut history = history_of(history);
-    history.push(ChatMessage::user(input.message));
-    let spec = spec_for(state, &agent, agent.max_tokens, agent.temperature);
+        .await;
+    if let Err(err) = stored {
+        release(state, tenant, run_id, &run_quota).await;
+        return Err(err);
+    }
+    spec.budget = Some(Budget {
+        granted: amount,
+        source: quota::budget(state, tenant, run_id, &run_quota),
+    });
+    let metering = Metering {
+        quota: run_quota,
+        api_key_id: principal.api_key_id(),
+        agent_id: agent.id,
+        source: RunSource::Chat,
+        provider: provider_kind.to_owned(),
+        model: agent.model.clone(),
+    };
     let run = state.runs.start(RunStart {
         id: run_id,
         tenant_id: tenant,
@@ -197,8 +239,16 @@ pub async fn start_chat(
         provider,
         spec,
         history,
+        metering,
     });
     Ok(Started { run, agent })
+}
+
+/// Gives back the reservation of a run that could not be stored (so never started).
+async fn release(state: &AppState, tenant: paas_core::TenantId, run: RunId, run_quota: &RunQuota) {
+    if let Err(err) = quota::settle(&state.quotas, tenant, run, run_quota, 0).await {
+        tracing::warn!(run = %run, error = %err.cause_chain(), "could not release a reservation; it expires on its own");
+    }
 }
 
 /// An OpenAI-compatible request, already parsed.
@@ -214,8 +264,10 @@ pub struct OpenAiInput {
 pub async fn start_openai(
     state: &AppState,
     principal: &Principal,
+    plan: &TenantPlan,
     agent: Agent,
     input: OpenAiInput,
+    rate: &mut Option<RateOutcome>,
 ) -> Result<Started, Error> {
     let tenant = principal.tenant_id;
     let (provider, provider_kind) = state
@@ -223,6 +275,13 @@ pub async fn start_openai(
         .resolve(state, tenant, agent.provider_id)
         .await?;
     let run_id = RunId::new();
+    let max_tokens = input
+        .max_tokens
+        .map_or(agent.max_tokens, |m| m.min(agent.max_tokens));
+    let temperature = input.temperature.or(agent.temperature);
+    let mut spec = spec_for(state, &agent, max_tokens, temperature);
+    let amount = runtime::first_call_reservation(state.runs.tools(), &spec, &input.messages);
+    let run_quota = quota::admit_run(state, principal, plan, run_id, amount, rate).await?;
     let run_row = NewRun {
         id: run_id,
         tenant_id: tenant,
@@ -233,17 +292,28 @@ pub async fn start_openai(
         source: RunSource::Openai,
         provider: provider_kind.to_owned(),
         model: agent.model.clone(),
-        started_at: state.clock.now(),
+        started_at: run_quota.started_at,
     };
-    state
+    let stored = state
         .db
         .tenant_tx(tenant, move |conn| runs::insert(conn, &run_row))
-        .await?;
-    let max_tokens = input
-        .max_tokens
-        .map_or(agent.max_tokens, |m| m.min(agent.max_tokens));
-    let temperature = input.temperature.or(agent.temperature);
-    let spec = spec_for(state, &agent, max_tokens, temperature);
+        .await;
+    if let Err(err) = stored {
+        release(state, tenant, run_id, &run_quota).await;
+        return Err(err);
+    }
+    spec.budget = Some(Budget {
+        granted: amount,
+        source: quota::budget(state, tenant, run_id, &run_quota),
+    });
+    let metering = Metering {
+        quota: run_quota,
+        api_key_id: principal.api_key_id(),
+        agent_id: agent.id,
+        source: RunSource::Openai,
+        provider: provider_kind.to_owned(),
+        model: agent.model.clone(),
+    };
     let run = state.runs.start(RunStart {
         id: run_id,
         tenant_id: tenant,
@@ -252,6 +322,7 @@ pub async fn start_openai(
         provider,
         spec,
         history: input.messages,
+        metering,
     });
     Ok(Started { run, agent })
 }

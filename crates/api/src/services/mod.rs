@@ -10,6 +10,7 @@ pub mod audit;
 pub mod authn;
 pub mod chat;
 pub mod providers;
+pub mod quota;
 pub mod sessions;
 pub mod tenant;
 pub mod users;

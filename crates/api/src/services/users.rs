@@ -6,11 +6,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use paas_core::{Error, Principal, Role, UserId};
 use paas_models::{AuditAction, User, UserStatus, validate};
-use paas_persistence::{Page, api_keys, audit, refresh_tokens, tenants, users};
+use paas_persistence::{Page, api_keys, audit, quotas, refresh_tokens, tenants, users};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use crate::services::{AuditContext, ClientInfo};
+use crate::services::{AuditContext, ClientInfo, quota};
 use crate::state::AppState;
 
 pub async fn list(
@@ -86,6 +86,14 @@ pub async fn create(
     let user = state
         .db
         .tenant_tx(tenant, move |conn| {
+            // Locks the quota row: concurrent invites cannot both take the last seat.
+            let limits = quotas::lock_limits(conn, tenant)?;
+            quota::ensure_below(
+                users::count_active(conn, tenant)?,
+                limits.max_users,
+                "users",
+                "max_users",
+            )?;
             let user = users::insert(
                 conn,
                 &users::NewUser {
@@ -148,6 +156,16 @@ pub async fn update(
             let loses_admin = before.role == Role::Admin
                 && before.status == UserStatus::Active
                 && (role.is_some() || status == Some(UserStatus::Deactivated));
+            if before.status == UserStatus::Deactivated && status.is_some() {
+                // Reactivating takes a seat again.
+                let limits = quotas::lock_limits(conn, tenant)?;
+                quota::ensure_below(
+                    users::count_active(conn, tenant)?,
+                    limits.max_users,
+                    "users",
+                    "max_users",
+                )?;
+            }
             if loses_admin && users::count_active_admins(conn, tenant)? <= 1 {
                 return Err(Error::conflict(
                     "last_admin",
