@@ -1,4 +1,6 @@
-//! The `agent-paas` command line: `serve`, `migrate`, `tenant create`.
+//! The `agent-paas` command line: `serve`, `migrate`, and `tenant` (create, list, show,
+//! set-plan, set-quota, suspend, reactivate: the operator API's powers, on the server's own
+//! machine).
 // The CLI talks to a person on stdout/stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -87,6 +89,87 @@ enum TenantCommand {
         #[arg(long)]
         with_demo_agent: bool,
     },
+    /// List tenants (name, id, plan, status).
+    List {
+        #[arg(long, default_value_t = 200)]
+        limit: i64,
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+    },
+    /// Show a tenant's plan, limits and usage (JSON).
+    Show {
+        /// Tenant name or id.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Move a tenant to another plan.
+    SetPlan {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, value_enum)]
+        plan: PlanArg,
+    },
+    /// Override some of a tenant's limits (others keep their current value); `default` returns
+    /// one to the plan's value.
+    SetQuota {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        max_users: Option<OverrideArg>,
+        #[arg(long)]
+        max_agents: Option<OverrideArg>,
+        #[arg(long)]
+        max_sessions_per_day: Option<OverrideArg>,
+        #[arg(long)]
+        max_tokens_per_month: Option<OverrideArg>,
+        #[arg(long)]
+        requests_per_minute: Option<OverrideArg>,
+        #[arg(long)]
+        key_requests_per_minute: Option<OverrideArg>,
+        #[arg(long)]
+        max_concurrent_runs: Option<OverrideArg>,
+        /// Clear every override first.
+        #[arg(long)]
+        reset: bool,
+    },
+    /// Suspend a tenant: its users and keys are refused from their next request.
+    Suspend {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Reactivate a suspended tenant.
+    Reactivate {
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+/// A limit on the command line: a number, or `default` for the plan's value.
+#[derive(Debug, Clone, Copy)]
+enum OverrideArg {
+    Value(i64),
+    Default,
+}
+
+impl std::str::FromStr for OverrideArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "default" {
+            return Ok(OverrideArg::Default);
+        }
+        s.parse()
+            .map(OverrideArg::Value)
+            .map_err(|_| format!("expected a number or `default`, got {s:?}"))
+    }
+}
+
+fn apply(current: Option<i64>, arg: Option<OverrideArg>) -> Option<i64> {
+    match arg {
+        None => current,
+        Some(OverrideArg::Default) => None,
+        Some(OverrideArg::Value(v)) => Some(v),
+    }
 }
 
 /// Entry point of the binary.
@@ -141,6 +224,7 @@ pub fn main() -> ExitCode {
                 )
                 .await
             }
+            Command::Tenant { command } => operate(config, command).await,
         }
     });
     match result {
@@ -217,6 +301,7 @@ async fn serve(config: Config, migrate: bool) -> Result<(), Error> {
     let addr = listener.local_addr().map_err(Error::internal)?;
     let redis = state.redis.clone();
     let runs = state.runs.clone();
+    let usage = state.usage.clone();
     tokio::spawn(fail_orphaned_runs(state.db.clone()));
     let server = server::build(state, listener).map_err(Error::internal)?;
     tokio::spawn(stop_on_signal(server.handle()));
@@ -228,6 +313,8 @@ async fn serve(config: Config, migrate: bool) -> Result<(), Error> {
         tracing::info!(active = runs.active(), "waiting for runs in progress");
         runs.drain(Duration::from_secs(25)).await;
     }
+    // Every finished run's usage row is written before exit.
+    usage.shutdown(Duration::from_secs(10)).await;
     redis.quit().await;
     tracing::info!("agent-paas stopped");
     result
@@ -338,6 +425,107 @@ async fn create_tenant(
     }
     state.redis.quit().await;
     Ok(())
+}
+
+/// A tenant by id or name.
+async fn find_tenant(state: &AppState, key: &str) -> Result<paas_core::TenantId, Error> {
+    if let Ok(id) = key.parse::<paas_core::TenantId>() {
+        return Ok(id);
+    }
+    let name = key.to_owned();
+    state
+        .db
+        .anonymous_tx(move |conn| tenants::find_by_name(conn, &name))
+        .await?
+        .map(|(id, _)| id)
+        .ok_or_else(|| Error::not_found("tenant"))
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).map_err(Error::internal)?
+    );
+    Ok(())
+}
+
+/// The operator's subcommands (everything but `create`).
+async fn operate(config: Config, command: TenantCommand) -> Result<(), Error> {
+    use paas_models::TenantStatus;
+    use services::operator;
+
+    let state = AppState::new(config)?;
+    let client = services::ClientInfo {
+        ip: "cli".to_owned(),
+        user_agent: Some("agent-paas tenant".to_owned()),
+    };
+    let result = match command {
+        TenantCommand::Create { .. } => Ok(()),
+        TenantCommand::List { limit, offset } => {
+            let page = paas_persistence::Page::new(Some(limit), Some(offset));
+            let items = operator::list(&state, page).await?;
+            println!("{:<32} {:<36} {:<10} status", "name", "id", "plan");
+            for t in items {
+                println!(
+                    "{:<32} {:<36} {:<10} {}",
+                    t.name,
+                    t.id,
+                    t.plan.as_str(),
+                    t.status.as_str()
+                );
+            }
+            Ok(())
+        }
+        TenantCommand::Show { tenant } => {
+            let id = find_tenant(&state, &tenant).await?;
+            print_json(&operator::show(&state, id).await?)
+        }
+        TenantCommand::SetPlan { tenant, plan } => {
+            let id = find_tenant(&state, &tenant).await?;
+            print_json(&operator::change_plan(&state, id, plan.into(), &client).await?)
+        }
+        TenantCommand::SetQuota {
+            tenant,
+            max_users,
+            max_agents,
+            max_sessions_per_day,
+            max_tokens_per_month,
+            requests_per_minute,
+            key_requests_per_minute,
+            max_concurrent_runs,
+            reset,
+        } => {
+            let id = find_tenant(&state, &tenant).await?;
+            let current = if reset {
+                paas_models::QuotaOverrides::default()
+            } else {
+                operator::show(&state, id).await?.quota.overrides
+            };
+            let overrides = paas_models::QuotaOverrides {
+                max_users: apply(current.max_users, max_users),
+                max_agents: apply(current.max_agents, max_agents),
+                max_sessions_per_day: apply(current.max_sessions_per_day, max_sessions_per_day),
+                max_tokens_per_month: apply(current.max_tokens_per_month, max_tokens_per_month),
+                requests_per_minute: apply(current.requests_per_minute, requests_per_minute),
+                key_requests_per_minute: apply(
+                    current.key_requests_per_minute,
+                    key_requests_per_minute,
+                ),
+                max_concurrent_runs: apply(current.max_concurrent_runs, max_concurrent_runs),
+            };
+            print_json(&operator::set_overrides(&state, id, overrides, &client).await?)
+        }
+        TenantCommand::Suspend { tenant } => {
+            let id = find_tenant(&state, &tenant).await?;
+            print_json(&operator::set_status(&state, id, TenantStatus::Suspended, &client).await?)
+        }
+        TenantCommand::Reactivate { tenant } => {
+            let id = find_tenant(&state, &tenant).await?;
+            print_json(&operator::set_status(&state, id, TenantStatus::Active, &client).await?)
+        }
+    };
+    state.redis.quit().await;
+    result
 }
 
 /// The agent `just dev` seeds: `assistant`, on the mock model, with every built-in tool.

@@ -3,7 +3,7 @@
 //! silently applied. Secrets in requests are `SecretString`, so they never reach a `Debug` log.
 
 use chrono::{DateTime, Utc};
-use paas_core::{ApiKeyId, AuditEventId, Role, Scope, UserId};
+use paas_core::{ApiKeyId, AuditEventId, Role, Scope, TenantId, UserId};
 use paas_models::{ApiKey, AuditEvent, Tenant, User, UserStatus};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -438,4 +438,141 @@ pub struct ChatRequest {
 pub struct EventsQuery {
     /// Resume after this event id (the `Last-Event-ID` header does the same).
     pub last_event_id: Option<u64>,
+}
+
+// Quotas and usage -------------------------------------------------------------------------
+
+/// One counted limit: how much is used and the limit.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CountUsage {
+    pub used: i64,
+    pub limit: i64,
+}
+
+/// A limit over a window that resets.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WindowUsage {
+    pub used: i64,
+    pub limit: i64,
+    /// When the window starts over (UTC).
+    pub resets_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The month's tokens: settled by finished runs, and held by runs in progress.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenUsage {
+    /// Used by finished runs this month.
+    pub used: i64,
+    /// Reserved by runs in progress (given back, less what they use, when they end).
+    pub reserved: i64,
+    pub limit: i64,
+    /// `limit - used - reserved`, at least 0.
+    pub remaining: i64,
+    /// The first instant of next month (UTC).
+    pub resets_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuotaUsage {
+    pub users: CountUsage,
+    pub agents: CountUsage,
+    pub sessions_today: WindowUsage,
+    pub tokens_this_month: TokenUsage,
+    pub runs_in_progress: CountUsage,
+}
+
+/// The tenant's plan, its limits (the plan's with the overrides applied), the overrides
+/// themselves, and current usage against each limit.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuotaStatus {
+    pub tenant_id: TenantId,
+    pub plan: paas_models::Plan,
+    pub limits: paas_models::Limits,
+    pub overrides: paas_models::QuotaOverrides,
+    pub usage: QuotaUsage,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UsageQuery {
+    /// Start (inclusive): RFC 3339 time or `YYYY-MM-DD` (UTC). Default: 30 days before `to`.
+    pub from: Option<String>,
+    /// End (exclusive): RFC 3339 time or `YYYY-MM-DD` (UTC midnight). Default: now.
+    pub to: Option<String>,
+    /// `day` (default), `agent`, `model`, `user` or `api_key`.
+    pub group_by: Option<String>,
+}
+
+/// Usage of one group.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageRow {
+    /// The day (`YYYY-MM-DD`), agent id, model, user id, or API key id (`none` for runs
+    /// started from a login session).
+    pub key: String,
+    /// Agent name, provider (for models), user email or API key name, when there is one.
+    pub label: Option<String>,
+    pub runs: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub total_tokens: i64,
+    /// Some of the runs' usage was estimated (the provider did not report it).
+    pub estimated: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageTotals {
+    pub runs: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub total_tokens: i64,
+}
+
+/// A usage report over `[from, to)`. Runs count where they started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageReport {
+    pub from: chrono::DateTime<chrono::Utc>,
+    pub to: chrono::DateTime<chrono::Utc>,
+    pub group_by: String,
+    /// `tenant` (admins and admin-scoped keys) or `self` (the caller's own runs only).
+    pub scope: String,
+    pub totals: UsageTotals,
+    pub groups: Vec<UsageRow>,
+}
+
+// The platform operator ----------------------------------------------------------------------
+
+/// A tenant as the operator sees it: the tenant, its plan's limits and its usage.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OperatorTenant {
+    pub tenant: paas_models::Tenant,
+    pub quota: QuotaStatus,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OperatorTenantList {
+    pub items: Vec<paas_models::Tenant>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePlanRequest {
+    /// `free`, `pro` or `enterprise`.
+    pub plan: String,
+}
+
+/// Replaces the tenant's overrides: a field given sets it, `null` or absent returns it to the
+/// plan's value.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaOverridesRequest {
+    pub max_users: Option<i64>,
+    pub max_agents: Option<i64>,
+    pub max_sessions_per_day: Option<i64>,
+    pub max_tokens_per_month: Option<i64>,
+    pub requests_per_minute: Option<i64>,
+    pub key_requests_per_minute: Option<i64>,
+    pub max_concurrent_runs: Option<i64>,
 }

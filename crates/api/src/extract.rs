@@ -127,6 +127,48 @@ impl FromRequest for ChatAuth {
     }
 }
 
+/// The platform operator, authenticated by `Authorization: Bearer <PAAS_OPERATOR_TOKEN>`
+/// (compared in constant time). Without a configured token the operator API is off.
+#[derive(Clone, Copy, Debug)]
+pub struct Operator;
+
+impl FromRequest for Operator {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        std::future::ready(operator(req).map_err(ApiError::from))
+    }
+}
+
+fn operator(req: &HttpRequest) -> Result<Operator, Error> {
+    let state = app_state(req)?;
+    let Some(expected) = &state.config.operator_token else {
+        return Err(Error::forbidden(
+            "operator_api_disabled",
+            "the operator API is off; set PAAS_OPERATOR_TOKEN on the server to enable it",
+        ));
+    };
+    let invalid = || {
+        Error::unauthenticated(
+            "invalid_operator_token",
+            "authenticate with `Authorization: Bearer <PAAS_OPERATOR_TOKEN>`",
+        )
+    };
+    let presented = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(invalid)?;
+    let expected = secrecy::ExposeSecret::expose_secret(expected).trim();
+    let same: bool =
+        subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), expected.as_bytes()).into();
+    if same { Ok(Operator) } else { Err(invalid()) }
+}
+
 /// Keeps a rate-limit outcome for the response headers (see [`rate_limit_headers`]).
 pub fn remember_rate(req: &HttpRequest, outcome: Option<paas_quota::RateOutcome>) {
     if let Some(outcome) = outcome {

@@ -46,6 +46,15 @@ pub fn document() -> OpenApi {
         "api_key",
         SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
     );
+    components.add_security_scheme(
+        "operator",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("PAAS_OPERATOR_TOKEN")
+                .build(),
+        ),
+    );
     doc
 }
 

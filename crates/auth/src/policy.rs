@@ -37,6 +37,9 @@ pub enum Action {
     ReadSessions,
     /// Create, rename and delete one's chat sessions.
     WriteSessions,
+    /// See the tenant's plan, limits and current usage (`GET /tenant/quota`), and usage reports
+    /// (`GET /usage`: admins see everyone's, others their own).
+    ReadUsage,
 }
 
 /// What an API key needs for an action.
@@ -55,7 +58,7 @@ const ADMINS: &[Role] = &[Role::Admin];
 const WRITERS: &[Role] = &[Role::Admin, Role::User];
 
 impl Action {
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 14] = [
         Action::ReadProfile,
         Action::ManageOwnAccount,
         Action::ManageOwnApiKeys,
@@ -69,6 +72,7 @@ impl Action {
         Action::Chat,
         Action::ReadSessions,
         Action::WriteSessions,
+        Action::ReadUsage,
     ];
 
     /// The roles allowed, and what a key needs.
@@ -87,6 +91,7 @@ impl Action {
             Action::Chat => (WRITERS, KeyRule::Scope(Scope::Chat)),
             Action::ReadSessions => (ALL_ROLES, KeyRule::Scope(Scope::SessionsRead)),
             Action::WriteSessions => (WRITERS, KeyRule::Scope(Scope::SessionsWrite)),
+            Action::ReadUsage => (ALL_ROLES, KeyRule::Scope(Scope::UsageRead)),
         }
     }
 
@@ -105,6 +110,7 @@ impl Action {
             Action::Chat => "chat with agents",
             Action::ReadSessions => "read chat sessions",
             Action::WriteSessions => "change chat sessions",
+            Action::ReadUsage => "read quotas and usage",
         }
     }
 }
@@ -201,6 +207,7 @@ mod tests {
         (Action::Chat, true, true, false),
         (Action::ReadSessions, true, true, true),
         (Action::WriteSessions, true, true, false),
+        (Action::ReadUsage, true, true, true),
     ];
 
     #[test]

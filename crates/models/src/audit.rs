@@ -12,6 +12,14 @@ pub enum AuditAction {
     TenantCreated,
     #[serde(rename = "tenant.updated")]
     TenantUpdated,
+    #[serde(rename = "tenant.plan_changed")]
+    TenantPlanChanged,
+    #[serde(rename = "tenant.quota_changed")]
+    TenantQuotaChanged,
+    #[serde(rename = "tenant.suspended")]
+    TenantSuspended,
+    #[serde(rename = "tenant.reactivated")]
+    TenantReactivated,
     #[serde(rename = "auth.login")]
     Login,
     #[serde(rename = "auth.login_failed")]
@@ -51,9 +59,13 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 20] = [
+    pub const ALL: [AuditAction; 24] = [
         AuditAction::TenantCreated,
         AuditAction::TenantUpdated,
+        AuditAction::TenantPlanChanged,
+        AuditAction::TenantQuotaChanged,
+        AuditAction::TenantSuspended,
+        AuditAction::TenantReactivated,
         AuditAction::Login,
         AuditAction::LoginFailed,
         AuditAction::Logout,
@@ -78,6 +90,10 @@ impl AuditAction {
         match self {
             AuditAction::TenantCreated => "tenant.created",
             AuditAction::TenantUpdated => "tenant.updated",
+            AuditAction::TenantPlanChanged => "tenant.plan_changed",
+            AuditAction::TenantQuotaChanged => "tenant.quota_changed",
+            AuditAction::TenantSuspended => "tenant.suspended",
+            AuditAction::TenantReactivated => "tenant.reactivated",
             AuditAction::Login => "auth.login",
             AuditAction::LoginFailed => "auth.login_failed",
             AuditAction::Logout => "auth.logout",

@@ -3,6 +3,7 @@
 //! [`configure`] is the single registration used both by the server and by the OpenAPI
 //! document, so the two cannot drift.
 
+pub mod admin;
 pub mod agents;
 pub mod api_keys;
 pub mod audit;
@@ -14,6 +15,7 @@ pub mod openai;
 pub mod providers;
 pub mod sessions;
 pub mod tenant;
+pub mod usage;
 pub mod users;
 
 use utoipa_actix_web::scope;
@@ -63,6 +65,14 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .service(chat::get_run)
             .service(chat::run_events)
             .service(chat::cancel_run)
+            .service(usage::get_quota)
+            .service(usage::get_usage)
+            .service(admin::list_tenants)
+            .service(admin::get_tenant)
+            .service(admin::change_plan)
+            .service(admin::set_quota)
+            .service(admin::suspend_tenant)
+            .service(admin::reactivate_tenant)
             .service(crate::openapi::openapi_json),
     );
     // The OpenAI-compatible API, with OpenAI-shaped errors for bad bodies too.

@@ -9,10 +9,12 @@ pub mod api_keys;
 pub mod audit;
 pub mod authn;
 pub mod chat;
+pub mod operator;
 pub mod providers;
 pub mod quota;
 pub mod sessions;
 pub mod tenant;
+pub mod usage;
 pub mod users;
 
 use chrono::{DateTime, Utc};
