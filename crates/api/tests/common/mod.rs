@@ -17,15 +17,25 @@ pub const JWT_SECRET: &str = "test-jwt-secret-0123456789-abcdefghijklmnop";
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const MASTER_KEY: &str = "q83vEjKx3dGq9ZBTqXBzE0N2dXl1bWZ3bWZ0aGlzaXM=";
 
+/// The operator token of every test server.
+pub const OPERATOR_TOKEN: &str = "operator-token-for-tests-0123456789-abcdef";
+
 pub struct TestAppBuilder {
     vars: HashMap<String, String>,
     shared: Option<(Arc<TestDatabase>, String)>,
+    clock: Option<Arc<dyn paas_core::Clock>>,
 }
 
 impl TestAppBuilder {
     /// Overrides one environment variable of the server's configuration.
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.vars.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Tells the server's time from `clock` (to cross days and months in a test).
+    pub fn clock(mut self, clock: Arc<dyn paas_core::Clock>) -> Self {
+        self.clock = Some(clock);
         self
     }
 
@@ -54,6 +64,7 @@ impl TestAppBuilder {
             ("PAAS_WORKERS", "1"),
             ("PAAS_DB_MAX_CONNECTIONS", "8"),
             ("PAAS_MOCK_CHUNK_DELAY_MS", "0"),
+            ("PAAS_OPERATOR_TOKEN", OPERATOR_TOKEN),
         ];
         for (name, value) in defaults {
             self.vars
@@ -61,7 +72,11 @@ impl TestAppBuilder {
                 .or_insert_with(|| value.to_owned());
         }
         let config = Config::from_map(&self.vars).expect("test configuration");
-        let state = AppState::new(config.clone()).expect("application state");
+        let state = match self.clock.take() {
+            Some(clock) => AppState::with_clock(config.clone(), clock),
+            None => AppState::new(config.clone()),
+        }
+        .expect("application state");
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = paas_api::server::build(state.clone(), listener).unwrap();
@@ -119,10 +134,56 @@ impl TestApp {
         Self::builder().start().await
     }
 
+    /// A request to the operator API, with the operator token.
+    pub fn operator(&self, method: Method, path: &str) -> RequestBuilder {
+        self.request(method, path).bearer_auth(OPERATOR_TOKEN)
+    }
+
+    /// Replaces a tenant's quota overrides through the operator API.
+    pub async fn set_quota(&self, tenant_id: &str, overrides: Value) -> Value {
+        let response = self
+            .operator(
+                Method::PUT,
+                &format!("/api/v1/admin/tenants/{tenant_id}/quota"),
+            )
+            .json(&overrides)
+            .send()
+            .await
+            .unwrap();
+        expect_status(response, StatusCode::OK).await
+    }
+
+    /// The tenant's quota status as its admin sees it.
+    pub async fn quota(&self, session: &Session) -> Value {
+        expect_status(
+            self.get("/api/v1/tenant/quota", &session.access_token)
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// Waits until the usage ledger holds `rows` rows (it is written behind the runs).
+    pub async fn ledger_rows(&self, rows: i64) {
+        for _ in 0..200 {
+            if self.count("SELECT count(*) FROM usage_records") >= rows {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!(
+            "the ledger has {} rows, expected {rows}",
+            self.count("SELECT count(*) FROM usage_records")
+        );
+    }
+
     pub fn builder() -> TestAppBuilder {
         TestAppBuilder {
             vars: HashMap::new(),
             shared: None,
+            clock: None,
         }
     }
 
