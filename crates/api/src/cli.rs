@@ -43,6 +43,8 @@ enum Command {
         #[arg(long)]
         create_db: bool,
     },
+    /// Print the OpenAPI document (JSON) of this build's HTTP API.
+    Openapi,
     /// Manage tenants without the API.
     Tenant {
         #[command(subcommand)]
@@ -175,6 +177,11 @@ fn apply(current: Option<i64>, arg: Option<OverrideArg>) -> Option<i64> {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Openapi) {
+        // Needs no configuration, database or runtime.
+        println!("{}", crate::openapi::document_pretty_json());
+        return ExitCode::SUCCESS;
+    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(err) => {
@@ -202,6 +209,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve { no_migrate } => serve(config, !no_migrate).await,
             Command::Migrate { create_db } => migrate(&config, create_db).await,
+            Command::Openapi => Ok(()),
             Command::Tenant {
                 command:
                     TenantCommand::Create {

@@ -58,6 +58,14 @@ pub fn document() -> OpenApi {
     doc
 }
 
+/// Serialises [`document`] for people and diffs (what `agent-paas openapi` prints).
+pub fn document_pretty_json() -> String {
+    document().to_pretty_json().unwrap_or_else(|err| {
+        tracing::error!(error = %err, "cannot serialise the OpenAPI document");
+        "{}".to_owned()
+    })
+}
+
 /// Serialises [`document`].
 pub fn document_json() -> String {
     document().to_json().unwrap_or_else(|err| {
