@@ -22,6 +22,10 @@ dev: services
 # Everything CI runs: formatting, lints, layering and schema checks, and all tests.
 test: services fmt-check clippy check-layering check-schema test-rust
 
+# Benchmarks on this machine; reports land in target/bench/ (see docs/benchmarks.md).
+bench: services
+    PAAS_BENCH_DIR="{{justfile_directory()}}/target/bench" cargo bench -p paas-quota --bench admit
+
 # Make sure PostgreSQL and Redis are up (starts local ones if needed).
 services:
     scripts/ensure-services.sh

@@ -4,13 +4,14 @@
 //!
 //! - `rt` / `rk:<key id>`: GCRA theoretical arrival time (ms) of the tenant / of one API key.
 //! - `tok:<YYYY-MM>`: tokens settled in that month (rebuilt from the ledger when missing).
-//! - `res`: hash run id → tokens reserved by that run, not yet settled.
+//! - `res`: hash run id → tokens reserved by that run, not yet settled; `resv`: their sum
+//!   (kept alongside so admission is O(1), not a walk over every run in progress).
 //! - `runs`: sorted set of runs in progress, scored by when their reservation expires (a run
 //!   whose process died is forgotten then, and its reservation released).
 //!
 //! Time is Redis's own (`TIME`), so replicas with skewed clocks still agree.
 
-/// KEYS: rt, rk, tok, res, runs.
+/// KEYS: rt, rk, tok, res, runs, resv.
 /// ARGV: tenant rpm (-1 = not limited), key rpm (-1 = no key), mode (0 = rate only, 1 = admit a
 /// run, 2 = extend a run's reservation), token limit, amount, run id, run ttl ms, max concurrent
 /// runs, rebuilt counter (-1 = none), counter ttl s, container ttl ms.
@@ -45,7 +46,13 @@ local used, reserved = 0, 0
 if mode > 0 then
   local run = ARGV[6]
   local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now)
-  for _, member in ipairs(expired) do redis.call('HDEL', KEYS[4], member) end
+  for _, member in ipairs(expired) do
+    local held = redis.call('HGET', KEYS[4], member)
+    if held then
+      redis.call('HDEL', KEYS[4], member)
+      redis.call('DECRBY', KEYS[6], held)
+    end
+  end
   if #expired > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now) end
   if mode == 1 and redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[8]) then
     return {4, t_rem, t_reset, k_rem, k_reset, 1000, 0, 0}
@@ -58,15 +65,18 @@ if mode > 0 then
     counter = rebuilt
   end
   used = tonumber(counter)
-  for _, v in ipairs(redis.call('HVALS', KEYS[4])) do reserved = reserved + tonumber(v) end
+  reserved = tonumber(redis.call('GET', KEYS[6]) or 0)
+  if reserved < 0 then reserved = 0 end
   local amount = tonumber(ARGV[5])
   if used + reserved + amount > tonumber(ARGV[4]) then
     return {3, t_rem, t_reset, k_rem, k_reset, 0, used, reserved}
   end
   redis.call('HINCRBY', KEYS[4], run, amount)
+  redis.call('INCRBY', KEYS[6], amount)
   redis.call('ZADD', KEYS[5], now + tonumber(ARGV[7]), run)
   redis.call('PEXPIRE', KEYS[4], ARGV[11])
   redis.call('PEXPIRE', KEYS[5], ARGV[11])
+  redis.call('PEXPIRE', KEYS[6], ARGV[11])
   reserved = reserved + amount
 end
 if t_rpm > 0 then redis.call('SET', KEYS[1], t_tat, 'PX', math.max(1, math.ceil(t_tat - now))) end
@@ -74,11 +84,15 @@ if k_rpm > 0 then redis.call('SET', KEYS[2], k_tat, 'PX', math.max(1, math.ceil(
 return {0, t_rem, t_reset, k_rem, k_reset, 0, used, reserved}
 "#;
 
-/// KEYS: tok (of the run's month), res, runs. ARGV: run id, tokens used.
+/// KEYS: tok (of the run's month), res, runs, resv. ARGV: run id, tokens used.
 /// Releases the run's reservation and adds what it used to its month's counter — unless that
 /// counter is missing, in which case it will be rebuilt from the ledger (which has the run).
 pub const SETTLE: &str = r#"
-redis.call('HDEL', KEYS[2], ARGV[1])
+local held = redis.call('HGET', KEYS[2], ARGV[1])
+if held then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('DECRBY', KEYS[4], held)
+end
 redis.call('ZREM', KEYS[3], ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.call('INCRBY', KEYS[1], ARGV[2])
@@ -86,16 +100,24 @@ end
 return -1
 "#;
 
-/// KEYS: tok, res, runs. Returns: used (-1 if the counter is missing), reserved, runs in
-/// progress.
+/// KEYS: tok, res, runs, resv. Returns: used (-1 if the counter is missing), reserved, runs
+/// in progress (after releasing the reservations of runs that outlived any run).
 pub const STATUS: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
+for _, member in ipairs(expired) do
+  local held = redis.call('HGET', KEYS[2], member)
+  if held then
+    redis.call('HDEL', KEYS[2], member)
+    redis.call('DECRBY', KEYS[4], held)
+  end
+end
+if #expired > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now) end
 local counter = redis.call('GET', KEYS[1])
 local used = -1
 if counter then used = tonumber(counter) end
-local live = redis.call('ZRANGEBYSCORE', KEYS[3], now, '+inf')
-local reserved = 0
-for _, run in ipairs(live) do reserved = reserved + tonumber(redis.call('HGET', KEYS[2], run) or 0) end
-return {used, reserved, #live}
+local reserved = tonumber(redis.call('GET', KEYS[4]) or 0)
+if reserved < 0 then reserved = 0 end
+return {used, reserved, redis.call('ZCARD', KEYS[3])}
 "#;

@@ -94,6 +94,7 @@ struct Keys {
     key_rate: String,
     tokens: String,
     reservations: String,
+    reserved_sum: String,
     runs: String,
 }
 
@@ -145,6 +146,7 @@ impl Quotas {
             },
             tokens: format!("{base}tok:{month}"),
             reservations: format!("{base}res"),
+            reserved_sum: format!("{base}resv"),
             runs: format!("{base}runs"),
         }
     }
@@ -194,6 +196,7 @@ impl Quotas {
                     keys.tokens.as_str(),
                     keys.reservations.as_str(),
                     keys.runs.as_str(),
+                    keys.reserved_sum.as_str(),
                 ],
                 args,
             )
@@ -402,6 +405,7 @@ impl Quotas {
                     keys.tokens.as_str(),
                     keys.reservations.as_str(),
                     keys.runs.as_str(),
+                    keys.reserved_sum.as_str(),
                 ],
                 vec![fred::types::Value::from(run.to_string()), used.into()],
             )
@@ -427,6 +431,7 @@ impl Quotas {
                     keys.tokens.as_str(),
                     keys.reservations.as_str(),
                     keys.runs.as_str(),
+                    keys.reserved_sum.as_str(),
                 ],
                 Vec::<fred::types::Value>::new(),
             )
