@@ -14,6 +14,7 @@ pub mod services;
 pub mod state;
 pub mod telemetry;
 pub mod throttle;
+pub mod web;
 
 pub use config::Config;
 pub use state::AppState;

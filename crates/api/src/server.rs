@@ -7,7 +7,7 @@ use actix_web::{App, HttpServer, web};
 use tracing_actix_web::TracingLogger;
 use utoipa_actix_web::AppExt;
 
-use crate::error::{json_error, not_found, path_error, query_error};
+use crate::error::{json_error, path_error, query_error};
 use crate::openapi::{OpenApiJson, document_json};
 use crate::routes;
 use crate::state::AppState;
@@ -49,7 +49,7 @@ pub fn build(state: AppState, listener: TcpListener) -> std::io::Result<actix_we
             .into_utoipa_app()
             .configure(routes::configure)
             .into_app()
-            .default_service(web::to(not_found))
+            .default_service(web::to(crate::web::dashboard))
     })
     .workers(workers)
     .shutdown_timeout(30)

@@ -264,3 +264,43 @@ async fn the_audit_log_records_who_did_what_from_where() {
         2
     );
 }
+
+#[tokio::test]
+async fn the_dashboard_is_served_at_the_root_and_never_shadows_the_api() {
+    let app = TestApp::new().await;
+    let root = app.request(Method::GET, "/").send().await.unwrap();
+    let built = root.status() == StatusCode::OK;
+    let root_type = root.headers()["content-type"].to_str().unwrap().to_owned();
+    let root_body = root.text().await.unwrap();
+    if built {
+        assert!(root_type.starts_with("text/html"), "{root_type}");
+        assert!(
+            root_body.contains("<div id=\"root\""),
+            "the SPA's index.html"
+        );
+    } else {
+        assert!(root_body.contains("not built"), "{root_body}");
+    }
+    // Client-side routes get the same page, with a strict CSP when it is the dashboard.
+    let route = app.request(Method::GET, "/chat/abc").send().await.unwrap();
+    if built {
+        assert!(
+            route.headers()["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'")
+        );
+    }
+    assert_eq!(route.text().await.unwrap(), root_body);
+    // The API is never shadowed.
+    for (method, path) in [
+        (Method::GET, "/api/v1/nope"),
+        (Method::GET, "/api"),
+        (Method::GET, "/v1/nope"),
+        (Method::POST, "/"),
+        (Method::GET, "/missing.js"),
+    ] {
+        let response = app.request(method.clone(), path).send().await.unwrap();
+        expect_error(response, StatusCode::NOT_FOUND, "route_not_found").await;
+    }
+}

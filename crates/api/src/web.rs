@@ -1,0 +1,106 @@
+//! The web dashboard, served by the binary itself at `/`.
+//!
+//! Release builds embed `frontend/dist` (build the frontend first: `npm --prefix frontend run
+//! build`); debug builds read it from disk, so `just dev` serves a fresh `npm run build`
+//! without recompiling. Client-side routes (`/chat/…`, `/agents`, …) get `index.html`; the API
+//! (`/api/…`, `/v1/…`) and the probes are never shadowed: an unknown API path is a JSON 404.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpRequest, HttpResponse};
+
+use crate::error::not_found;
+
+#[derive(rust_embed::Embed)]
+#[folder = "../../frontend/dist"]
+#[allow_missing = true]
+struct Assets;
+
+/// The dashboard's Content-Security-Policy: everything from this origin only.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                   img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; \
+                   frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'";
+
+/// Paths that belong to the API, never to the dashboard.
+fn is_api(path: &str) -> bool {
+    ["/api/", "/v1/", "/healthz", "/readyz", "/metrics"]
+        .iter()
+        .any(|prefix| path == prefix.trim_end_matches('/') || path.starts_with(prefix))
+}
+
+/// The fallback service: a dashboard file, `index.html` for a client-side route, or the JSON
+/// 404 of the API.
+pub async fn dashboard(req: HttpRequest) -> HttpResponse {
+    let path = req.path();
+    if is_api(path) || !(req.method() == Method::GET || req.method() == Method::HEAD) {
+        return not_found(req).await;
+    }
+    let file = path.trim_start_matches('/');
+    if !file.is_empty()
+        && let Some(asset) = Assets::get(file)
+    {
+        let mime = mime_guess::from_path(file).first_or_octet_stream();
+        // Vite names built assets by their content hash: they never change.
+        let cache = if file.starts_with("assets/") {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        };
+        return HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, mime.essence_str().to_owned()))
+            .insert_header((header::CACHE_CONTROL, cache))
+            .body(asset.data.into_owned());
+    }
+    // A missing file with an extension is a 404; anything else is a client-side route.
+    let last = file.rsplit('/').next().unwrap_or_default();
+    if last.contains('.') {
+        return not_found(req).await;
+    }
+    match Assets::get("index.html") {
+        Some(index) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .insert_header((
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CSP),
+            ))
+            .body(index.data.into_owned()),
+        None => HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE)
+            .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
+            .body(
+                "The web dashboard is not built into this server. Build it with \
+                 `npm --prefix frontend ci && npm --prefix frontend run build` (debug builds \
+                 read frontend/dist at run time; release builds embed it when compiled). \
+                 The API is available under /api/v1 and /v1.\n",
+            ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_paths_are_never_the_dashboards() {
+        for path in [
+            "/api/v1/me",
+            "/api/",
+            "/v1/models",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+        ] {
+            assert!(is_api(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/chat/123",
+            "/agents",
+            "/apiary",
+            "/v1x",
+            "/assets/index.js",
+        ] {
+            assert!(!is_api(path), "{path}");
+        }
+    }
+}
