@@ -169,11 +169,26 @@ fn operator(req: &HttpRequest) -> Result<Operator, Error> {
     if same { Ok(Operator) } else { Err(invalid()) }
 }
 
-/// Keeps a rate-limit outcome for the response headers (see [`rate_limit_headers`]).
-pub fn remember_rate(req: &HttpRequest, outcome: Option<paas_quota::RateOutcome>) {
-    if let Some(outcome) = outcome {
-        req.extensions_mut().insert(outcome);
-    }
+/// Records a chat request's rate-limit outcome for the response headers. A request that ended
+/// before its admission (a bad body, no permission, an unknown agent) was not counted there, so
+/// it is counted now: no request escapes the rate limits. Returns the 429 if that count
+/// refuses it.
+pub async fn count_chat_request(
+    req: &HttpRequest,
+    state: &AppState,
+    principal: &Principal,
+    plan: &paas_models::TenantPlan,
+    admitted: Option<paas_quota::RateOutcome>,
+) -> Option<Error> {
+    let (outcome, refused) = match admitted {
+        Some(outcome) => (outcome, None),
+        None => match quota::check_rate(state, principal, plan).await {
+            Ok(outcome) => (outcome, None),
+            Err((err, outcome)) => (outcome, Some(err)),
+        },
+    };
+    req.extensions_mut().insert(outcome);
+    refused
 }
 
 /// Middleware: `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` on every response

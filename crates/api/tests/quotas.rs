@@ -825,3 +825,36 @@ async fn done_when_a_small_monthly_quota_runs_out_in_both_apis_and_the_operator_
     let again = openai(&app, &key, "helper", "one more", 200).await;
     expect_status(again, StatusCode::OK).await;
 }
+
+#[tokio::test]
+async fn chat_requests_that_fail_before_admission_still_count_against_the_rate_limit() {
+    let app = TestApp::new().await;
+    let acme = app.signup("acme").await;
+    app.set_quota(&acme.id, json!({"requests_per_minute": 4}))
+        .await;
+    let (_, key) = app.with_api_key(&acme.admin, &["chat"]).await;
+    let token = &acme.admin.access_token;
+    // A bad body, an unknown agent, an unknown model: each answers its own error, and counts.
+    let bad_body = app
+        .post("/api/v1/chat/completions", token, json!({"message": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_body.headers()["ratelimit-remaining"], "2");
+    assert_eq!(bad_body.status(), StatusCode::BAD_REQUEST);
+    let unknown = app
+        .post(
+            "/api/v1/chat/completions",
+            token,
+            json!({"agent": "ghost", "message": "hi"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_error(unknown, StatusCode::NOT_FOUND, "not_found").await;
+    let unknown_model = openai(&app, &key, "ghost", "hi", 10).await;
+    expect_error(unknown_model, StatusCode::NOT_FOUND, "model_not_found").await;
+    let refused = openai(&app, &key, "ghost", "hi", 10).await;
+    let body = expect_error(refused, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+}

@@ -9,8 +9,8 @@ use paas_models::Run;
 use paas_persistence::runs;
 
 use crate::dto::{ChatRequest, EventsQuery};
-use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{Auth, ChatAuth, remember_rate};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Auth, ChatAuth, count_chat_request};
 use crate::services::chat::{ChatInput, start_chat};
 use crate::state::AppState;
 
@@ -44,18 +44,24 @@ pub async fn chat_completions(
     req: HttpRequest,
     state: web::Data<AppState>,
     ChatAuth(principal, plan): ChatAuth,
-    body: web::Json<ChatRequest>,
-) -> ApiResult<HttpResponse> {
-    authorize(&principal, Action::Chat)?;
-    let body = body.into_inner();
-    let input = ChatInput {
-        agent: body.agent.or(body.agent_type),
-        message: body.message,
-        session_id: body.session_id,
-    };
+    body: Result<web::Json<ChatRequest>, actix_web::Error>,
+) -> Result<HttpResponse, actix_web::Error> {
     let mut rate = None;
-    let started = start_chat(&state, &principal, &plan, input, &mut rate).await;
-    remember_rate(&req, rate);
+    let started = async {
+        authorize(&principal, Action::Chat).map_err(ApiError)?;
+        let body = body?.into_inner();
+        let input = ChatInput {
+            agent: body.agent.or(body.agent_type),
+            message: body.message,
+            session_id: body.session_id,
+        };
+        let started = start_chat(&state, &principal, &plan, input, &mut rate).await;
+        Ok::<_, actix_web::Error>(started.map_err(ApiError)?)
+    }
+    .await;
+    if let Some(refused) = count_chat_request(&req, &state, &principal, &plan, rate).await {
+        return Err(ApiError(refused).into());
+    }
     let run = started?.run;
     Ok(sse_response(run.id, run.session_id).streaming(state.runs.sse(run.id, 0, None)))
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, status_of};
-use crate::extract::{Auth, ChatAuth, remember_rate};
+use crate::extract::{Auth, ChatAuth, count_chat_request};
 use crate::runs::WireEvent;
 use crate::services::chat::{MAX_MESSAGES, OpenAiInput, check_message, start_openai};
 use crate::services::{agents, chat};
@@ -369,12 +369,19 @@ pub async fn chat_completions(
 ) -> Result<HttpResponse, actix_web::Error> {
     // Credentials are checked before the body, as for every other route.
     let ChatAuth(principal, plan) = auth.map_err(OpenAiError::from)?;
-    authorize(&principal, Action::Chat).map_err(OpenAiError::from)?;
-    let body = body?;
     let mut rate = None;
-    let reply = complete(&state, principal, &plan, body.into_inner(), &mut rate).await;
-    remember_rate(&req, rate);
-    Ok(reply?)
+    let reply = async {
+        authorize(&principal, Action::Chat).map_err(OpenAiError::from)?;
+        let body = body?;
+        Ok::<_, actix_web::Error>(
+            complete(&state, principal, &plan, body.into_inner(), &mut rate).await?,
+        )
+    }
+    .await;
+    if let Some(refused) = count_chat_request(&req, &state, &principal, &plan, rate).await {
+        return Err(OpenAiError(refused).into());
+    }
+    reply
 }
 
 async fn complete(
