@@ -442,6 +442,8 @@ async fn call_model(
         outcome: StepOutcome::Finished(FinishReason::Other),
     };
     let mut reported = false;
+    let upstream = provider.kind();
+    let called = Instant::now();
     let opened = tokio::select! {
         biased;
         () = cancel.cancelled() => Err(StepOutcome::Cancelled),
@@ -481,6 +483,12 @@ async fn call_model(
                 },
             }
         },
+    }
+    metrics::histogram!("upstream_request_duration_seconds", "provider" => upstream)
+        .record(called.elapsed().as_secs_f64());
+    if let StepOutcome::Failed(err) = &step.outcome {
+        metrics::counter!("upstream_errors_total", "provider" => upstream, "code" => err.code().to_owned())
+            .increment(1);
     }
     if !reported {
         // Billed even when cut short: what was sent, and what came back.

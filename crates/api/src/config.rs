@@ -41,11 +41,12 @@
 //! | `PAAS_UPSTREAM_IDLE_TIMEOUT_SECS` | `60` | Silence allowed between streamed chunks. |
 //! | `PAAS_UPSTREAM_MAX_RETRIES` | `2` | Retries of a provider call that failed before its first byte. |
 //! | `PAAS_OPERATOR_TOKEN` | unset (operator API off) | Bearer token of the platform operator's API (`/api/v1/admin/…`); at least 32 characters. |
+//! | `PAAS_METRICS_TOKEN` | unset (open) | When set, `GET /metrics` requires `Authorization: Bearer <token>`. |
 //! | `PAAS_QUOTA_FAIL_OPEN` | `false` | While Redis is unavailable, admit chats without a token reservation (`true`) instead of answering 503. |
 //!
 //! Any secret (`DATABASE_URL`, `REDIS_URL`, `PAAS_JWT_SECRET`, `PAAS_JWT_SECRET_PREVIOUS`,
 //! `PAAS_MASTER_KEY`, `PAAS_MASTER_KEY_PREVIOUS`, `OPENAI_API_KEY`, `ZHIPUAI_API_KEY`,
-//! `ANTHROPIC_API_KEY`, `PAAS_OPERATOR_TOKEN`) may instead be read from the file named in `<NAME>_FILE`.
+//! `ANTHROPIC_API_KEY`, `PAAS_OPERATOR_TOKEN`, `PAAS_METRICS_TOKEN`) may instead be read from the file named in `<NAME>_FILE`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -109,6 +110,7 @@ pub struct Config {
     pub upstream_idle_timeout: Duration,
     pub upstream_max_retries: u32,
     pub operator_token: Option<SecretString>,
+    pub metrics_token: Option<SecretString>,
     pub quota_fail_open: bool,
     /// Secrets that were generated because none were configured (development only), so the
     /// server can warn that sessions will not survive a restart.
@@ -528,6 +530,7 @@ impl Config {
                 .parse("PAAS_UPSTREAM_MAX_RETRIES", 2u32, "a number")
                 .min(10),
             operator_token,
+            metrics_token: src.secret("PAAS_METRICS_TOKEN"),
             quota_fail_open: src.flag("PAAS_QUOTA_FAIL_OPEN", false),
             generated_secrets: generated,
             warnings,

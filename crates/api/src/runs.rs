@@ -306,6 +306,9 @@ impl RunManager {
 
     async fn drive(self, live: Arc<LiveRun>, start: RunStart) {
         let began = Instant::now();
+        let tenant_label = live.tenant_id.to_string();
+        let provider_label = start.metering.provider.clone();
+        metrics::gauge!("active_sessions", "tenant_id" => tenant_label.clone()).increment(1.0);
         let (sender, mut receiver) = mpsc::unbounded_channel();
         let publisher = Publisher::new(self.inner.redis.clone(), start.id);
         let run = runtime::run(
@@ -317,9 +320,15 @@ impl RunManager {
             sender,
         );
         let pump = async {
+            let mut first_token = true;
             while let Some(event) = receiver.recv().await {
                 if matches!(event, RunEvent::Done { .. }) {
                     continue; // published below, after the run is stored
+                }
+                if first_token && matches!(event, RunEvent::Message(_)) {
+                    first_token = false;
+                    metrics::histogram!("time_to_first_token_seconds", "provider" => provider_label.clone())
+                        .record(began.elapsed().as_secs_f64());
                 }
                 let name = event_name(&event);
                 let json = serde_json::to_string(&event).unwrap_or_default();
@@ -347,6 +356,15 @@ impl RunManager {
         };
         publisher.send(live.push("done", serde_json::to_string(&done).unwrap_or_default()));
         live.finish();
+        metrics::gauge!("active_sessions", "tenant_id" => tenant_label.clone()).decrement(1.0);
+        metrics::counter!("chat_requests_total", "tenant_id" => tenant_label.clone(), "agent_type" => start.metering.provider.clone(), "status" => result.status.as_str())
+            .increment(1);
+        metrics::histogram!("chat_duration_seconds", "tenant_id" => tenant_label.clone(), "agent_type" => start.metering.provider.clone())
+            .record(began.elapsed().as_secs_f64());
+        metrics::counter!("token_usage_total", "tenant_id" => tenant_label, "model" => start.metering.model.clone())
+            .increment(
+                u64::from(result.usage.prompt_tokens) + u64::from(result.usage.completion_tokens),
+            );
         publisher.finish(self.inner.ttl).await;
         self.inner.idle.notify_waiters();
     }

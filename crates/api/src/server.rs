@@ -20,6 +20,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// SIGINT into a graceful stop: actix's own handling would stop at once on SIGINT).
 pub fn build(state: AppState, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
     let workers = state.config.workers;
+    crate::metrics::handle();
     let state = web::Data::new(state);
     let openapi = web::Data::new(OpenApiJson(document_json()));
     let server = HttpServer::new(move || {
@@ -45,6 +46,7 @@ pub fn build(state: AppState, listener: TcpListener) -> std::io::Result<actix_we
             .wrap(actix_web::middleware::from_fn(
                 crate::extract::rate_limit_headers,
             ))
+            .wrap(actix_web::middleware::from_fn(crate::metrics::http_metrics))
             .wrap(TracingLogger::default())
             .into_utoipa_app()
             .configure(routes::configure)

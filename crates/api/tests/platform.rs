@@ -126,6 +126,7 @@ async fn the_openapi_document_describes_every_route() {
         "GET /api/v1/users",
         "GET /api/v1/users/{id}",
         "GET /healthz",
+        "GET /metrics",
         "GET /readyz",
         "GET /v1/models",
         "PATCH /api/v1/admin/tenants/{id}",
@@ -303,4 +304,59 @@ async fn the_dashboard_is_served_at_the_root_and_never_shadows_the_api() {
         let response = app.request(method.clone(), path).send().await.unwrap();
         expect_error(response, StatusCode::NOT_FOUND, "route_not_found").await;
     }
+}
+
+#[tokio::test]
+async fn metrics_show_chats_tokens_http_and_dependencies_behind_their_token() {
+    let app = TestApp::builder()
+        .env("PAAS_METRICS_TOKEN", "metrics-token-0123456789")
+        .start()
+        .await;
+    let acme = app.signup("acme").await;
+    app.agent(
+        &acme.admin,
+        serde_json::json!({"name": "helper", "tools": ["calculator"]}),
+    )
+    .await;
+    app.chat(
+        &acme.admin.access_token,
+        serde_json::json!({"agent": "helper", "message": "what is 6 * 7?"}),
+    )
+    .await;
+    let denied = app.request(Method::GET, "/metrics").send().await.unwrap();
+    expect_error(denied, StatusCode::UNAUTHORIZED, "invalid_metrics_token").await;
+    let text = app
+        .request(Method::GET, "/metrics")
+        .bearer_auth("metrics-token-0123456789")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let tenant = format!("tenant_id=\"{}\"", acme.id);
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains(&tenant))
+            .unwrap_or_else(|| panic!("no {name} for the tenant in:\n{text}"))
+            .to_owned()
+    };
+    assert!(line("chat_requests_total{").contains("status=\"completed\""));
+    assert!(line("chat_requests_total{").contains("agent_type=\"mock\""));
+    assert!(line("chat_duration_seconds_count{").ends_with(" 1"));
+    assert!(line("token_usage_total{").contains("model=\"mock\""));
+    assert!(line("active_sessions{").ends_with(" 0"));
+    for series in [
+        "http_requests_total{method=\"POST\",route=\"/api/v1/chat/completions\",status=\"200\"}",
+        "time_to_first_token_seconds_bucket{provider=\"mock\"",
+        "upstream_request_duration_seconds_bucket{provider=\"mock\"",
+        "db_pool_connections{state=\"max\"} 8",
+        "redis_up 1",
+        "usage_queue_depth",
+        "# HELP chat_requests_total",
+    ] {
+        assert!(text.contains(series), "{series} missing");
+    }
+    // Route patterns, never raw ids.
+    assert!(!text.contains(&acme.admin.user_id));
 }

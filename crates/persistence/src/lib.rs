@@ -19,7 +19,7 @@ pub mod users;
 
 pub use diesel::PgConnection;
 pub use error::DbError;
-pub use pool::{Db, DbConfig};
+pub use pool::{Db, DbConfig, PoolStatus};
 
 /// Pagination shared by list queries: `limit` rows after skipping `offset`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

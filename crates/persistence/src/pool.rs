@@ -77,6 +77,14 @@ impl std::fmt::Debug for Db {
 const SCOPE_SQL: &str =
     "SELECT set_config('role', 'paas_app', true), set_config('paas.tenant_id', $1, true)";
 
+/// Connections of the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub size: usize,
+    pub available: usize,
+    pub max_size: usize,
+}
+
 /// The operator's transactions keep the connecting role and name no tenant.
 const OPERATOR_SQL: &str = "SELECT set_config('paas.tenant_id', $1, true)";
 
@@ -128,6 +136,16 @@ impl Db {
         T: Send + 'static,
     {
         self.scoped_tx(None, OPERATOR_SQL, f).await
+    }
+
+    /// The pool's connections: open, idle and the maximum (for metrics).
+    pub fn pool_status(&self) -> PoolStatus {
+        let status = self.pool.status();
+        PoolStatus {
+            size: status.size,
+            available: status.available,
+            max_size: status.max_size,
+        }
     }
 
     /// `SELECT 1` through the pool: is the database answering?

@@ -23,7 +23,9 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 /// Registers every route.
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
-    cfg.service(health::healthz).service(health::readyz);
+    cfg.service(health::healthz)
+        .service(health::readyz)
+        .service(crate::metrics::prometheus);
     cfg.service(
         scope::scope("/api/v1")
             .service(auth::signup)

@@ -162,7 +162,8 @@ pub async fn start_chat(
     history.push(ChatMessage::user(input.message.clone()));
     let mut spec = spec_for(state, &agent, agent.max_tokens, agent.temperature);
     let amount = runtime::first_call_reservation(state.runs.tools(), &spec, &history);
-    let run_quota = quota::admit_run(state, principal, plan, run_id, amount, rate).await?;
+    let run_quota =
+        quota::admit_run(state, principal, plan, run_id, amount, rate, provider_kind).await?;
     let now = run_quota.started_at;
     let title = paas_models::chat::title_from(&input.message);
     let user_message = NewMessage {
@@ -281,7 +282,8 @@ pub async fn start_openai(
     let temperature = input.temperature.or(agent.temperature);
     let mut spec = spec_for(state, &agent, max_tokens, temperature);
     let amount = runtime::first_call_reservation(state.runs.tools(), &spec, &input.messages);
-    let run_quota = quota::admit_run(state, principal, plan, run_id, amount, rate).await?;
+    let run_quota =
+        quota::admit_run(state, principal, plan, run_id, amount, rate, provider_kind).await?;
     let run_row = NewRun {
         id: run_id,
         tenant_id: tenant,

@@ -87,6 +87,23 @@ pub async fn admit_run(
     run: RunId,
     amount: u64,
     rate: &mut Option<RateOutcome>,
+    agent_type: &'static str,
+) -> Result<RunQuota, Error> {
+    let admitted = admit(state, principal, plan, run, amount, rate).await;
+    if admitted.is_err() {
+        metrics::counter!("chat_requests_total", "tenant_id" => principal.tenant_id.to_string(), "agent_type" => agent_type, "status" => "rejected")
+            .increment(1);
+    }
+    admitted
+}
+
+async fn admit(
+    state: &AppState,
+    principal: &Principal,
+    plan: &TenantPlan,
+    run: RunId,
+    amount: u64,
+    rate: &mut Option<RateOutcome>,
 ) -> Result<RunQuota, Error> {
     let limits = plan.limits();
     let started_at = state.clock.now();
