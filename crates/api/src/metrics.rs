@@ -161,6 +161,27 @@ pub async fn prometheus(
         .body(body))
 }
 
+/// Middleware: `X-Request-Id` on every response — the id of the request's root span, which
+/// every log line of the request carries (`request_id`), so a client's report finds the logs.
+pub async fn request_id_header(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = actix_web::HttpMessage::extensions(&req)
+        .get::<tracing_actix_web::RequestId>()
+        .copied();
+    let mut res = next.call(req).await?;
+    if let Some(id) = id
+        && let Ok(value) = actix_web::http::header::HeaderValue::from_str(&id.to_string())
+    {
+        res.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("x-request-id"),
+            value,
+        );
+    }
+    Ok(res)
+}
+
 /// Middleware: counts every request by method, route pattern and status, and times it.
 pub async fn http_metrics(
     req: ServiceRequest,

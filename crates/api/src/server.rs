@@ -47,6 +47,9 @@ pub fn build(state: AppState, listener: TcpListener) -> std::io::Result<actix_we
                 crate::extract::rate_limit_headers,
             ))
             .wrap(actix_web::middleware::from_fn(crate::metrics::http_metrics))
+            .wrap(actix_web::middleware::from_fn(
+                crate::metrics::request_id_header,
+            ))
             .wrap(TracingLogger::default())
             .into_utoipa_app()
             .configure(routes::configure)

@@ -360,3 +360,20 @@ async fn metrics_show_chats_tokens_http_and_dependencies_behind_their_token() {
     // Route patterns, never raw ids.
     assert!(!text.contains(&acme.admin.user_id));
 }
+
+#[tokio::test]
+async fn every_response_names_its_request_id() {
+    let app = TestApp::new().await;
+    let mut ids = Vec::new();
+    for path in ["/healthz", "/api/v1/me", "/nowhere"] {
+        let response = app.request(Method::GET, path).send().await.unwrap();
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(id.len(), 36, "a UUID: {id}");
+        ids.push(id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "one id per request");
+}
