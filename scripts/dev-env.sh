@@ -10,6 +10,10 @@ if [ -f .env ]; then
   if ! grep -q '^PAAS_DEMO_ADMIN_PASSWORD=' .env; then
     printf '# The demo tenant admin password (tenant "demo", admin@demo.local).\nPAAS_DEMO_ADMIN_PASSWORD=%s\n' "$password" >> .env
   fi
+  # ...and the operator token (the operator API, /api/v1/admin/...).
+  if ! grep -q '^PAAS_OPERATOR_TOKEN=' .env; then
+    printf '# Bearer token of the operator API (/api/v1/admin/tenants).\nPAAS_OPERATOR_TOKEN=%s\n' "$(rand)" >> .env
+  fi
   exit 0
 fi
 cat > .env <<ENV
@@ -22,5 +26,7 @@ PAAS_JWT_SECRET=$(rand)
 PAAS_MASTER_KEY=$(rand)
 # The demo tenant's admin password (tenant "demo", admin@demo.local).
 PAAS_DEMO_ADMIN_PASSWORD=$password
+# Bearer token of the operator API (/api/v1/admin/tenants).
+PAAS_OPERATOR_TOKEN=$(rand)
 ENV
 echo "==> wrote .env with fresh development secrets"

@@ -120,7 +120,7 @@ impl LimitReason {
                 limits.max_repeats
             ),
             LimitReason::TokenQuota => "the tenant's monthly token quota has no room for the next \
-                 model call; an admin can raise it (plan or quota override)"
+                 model call; a platform operator can raise it (a larger plan or a quota override)"
                 .to_owned(),
         }
     }

@@ -116,19 +116,19 @@ enum TenantCommand {
     SetQuota {
         #[arg(long)]
         tenant: String,
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         max_users: Option<OverrideArg>,
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         max_agents: Option<OverrideArg>,
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         max_sessions_per_day: Option<OverrideArg>,
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         max_tokens_per_month: Option<OverrideArg>,
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         requests_per_minute: Option<OverrideArg>,
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         key_requests_per_minute: Option<OverrideArg>,
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         max_concurrent_runs: Option<OverrideArg>,
         /// Clear every override first.
         #[arg(long)]

@@ -354,7 +354,8 @@ async fn sql_in_headers_is_harmless() {
 async fn unknown_routes_and_methods_are_json_404s() {
     let app = TestApp::new().await;
     for (method, path) in [
-        (Method::GET, "/nope"),
+        // (Other paths are the dashboard's client-side routes: tests/platform.rs.)
+        (Method::GET, "/api/nope"),
         (Method::GET, "/api/v2/me"),
         (Method::PUT, "/api/v1/me"),
         (Method::GET, "/api/v1/users/"),

@@ -325,6 +325,14 @@ async fn sessions_per_day_and_tokens_per_month_roll_over_with_the_clock() {
             .unwrap()
             .contains("max_sessions_per_day")
     );
+    // Creating one without a chat counts the same.
+    let created = app
+        .post("/api/v1/sessions", token, json!({"agent": "helper"}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(created, StatusCode::FORBIDDEN, "plan_limit_reached").await;
+    assert_eq!(app.count("SELECT count(*) FROM chat_sessions"), 1);
     app.chat(token, json!({"session_id": session, "message": "more"}))
         .await;
     assert_eq!(

@@ -85,8 +85,9 @@ pub struct PoolStatus {
     pub max_size: usize,
 }
 
-/// The operator's transactions keep the connecting role and name no tenant.
-const OPERATOR_SQL: &str = "SELECT set_config('paas.tenant_id', $1, true)";
+/// The operator's transactions: `paas_app`, no tenant, the operator flag.
+const OPERATOR_SQL: &str = "SELECT set_config('role', 'paas_app', true), \
+     set_config('paas.tenant_id', $1, true), set_config('paas.operator', 'on', true)";
 
 impl Db {
     /// Builds the pool. No connection is made until the first query, so the server can start
@@ -127,9 +128,10 @@ impl Db {
         self.scoped_tx(None, SCOPE_SQL, f).await
     }
 
-    /// Runs `f` in a transaction as the connecting role itself — the schema's owner, which
-    /// row-level security does not restrict — so it sees every tenant. Only for the platform
-    /// operator's API and CLI, which act across tenants by design.
+    /// Runs `f` in a transaction as `paas_app` with `paas.operator = on`, which the operator
+    /// policies (migration `…_quotas`) open across tenants: tenants and their overrides, counts
+    /// of users, agents and sessions, and appending to a tenant's audit log — nothing else.
+    /// Only for the platform operator's API and CLI.
     pub async fn operator_tx<T, F>(&self, f: F) -> Result<T, Error>
     where
         F: FnOnce(&mut PgConnection) -> Result<T, DbError> + Send + 'static,

@@ -300,3 +300,58 @@ async fn every_tenant_owned_table_has_row_level_security() {
     .unwrap();
     assert!(protected.n >= 6);
 }
+
+#[tokio::test]
+async fn the_operator_sees_across_tenants_only_what_it_needs_whatever_role_connects() {
+    let test_db = TestDatabase::new();
+    // Connect as a role that is neither owner nor superuser, only a member of paas_app: the
+    // deployment the docs recommend.
+    let role = format!("paas_srv_{}", uuid::Uuid::new_v4().simple());
+    let mut owner = test_db.owner_connection();
+    diesel::sql_query(format!("CREATE ROLE {role} LOGIN IN ROLE paas_app"))
+        .execute(&mut owner)
+        .unwrap();
+    let mut url = url::Url::parse(test_db.url()).unwrap();
+    url.set_username(&role).unwrap();
+    let db = Db::new(&DbConfig {
+        url: url.to_string(),
+        max_connections: 2,
+        acquire_timeout: Duration::from_secs(5),
+    })
+    .unwrap();
+    let (acme, _) = create_tenant(&db, "acme", "a@acme.test").await;
+    let (globex, _) = create_tenant(&db, "globex", "b@globex.test").await;
+
+    let (listed, users_seen, keys_seen) = db
+        .operator_tx(|conn| {
+            let listed = tenant_repo::list_all(conn, paas_persistence::Page::new(None, None))?;
+            Ok((
+                listed.into_iter().map(|t| t.id).collect::<Vec<_>>(),
+                users::table.count().get_result::<i64>(conn)?,
+                paas_persistence::schema::api_keys::table
+                    .count()
+                    .get_result::<i64>(conn)?,
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![acme, globex]);
+    assert_eq!(users_seen, 2, "counts of users are readable");
+    assert_eq!(keys_seen, 0, "nothing the operator does not need");
+    // It changes plans across tenants; the same query in a tenant's transaction cannot.
+    db.operator_tx(move |conn| {
+        paas_persistence::quotas::set_plan(conn, globex, Plan::Pro, Utc::now())
+    })
+    .await
+    .unwrap();
+    let seen_by_acme = db
+        .tenant_tx(acme, |conn| {
+            Ok(tenants::table.count().get_result::<i64>(conn)?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen_by_acme, 1);
+    drop(db);
+    let _ = diesel::sql_query(format!("DROP OWNED BY {role}")).execute(&mut owner);
+    let _ = diesel::sql_query(format!("DROP ROLE {role}")).execute(&mut owner);
+}

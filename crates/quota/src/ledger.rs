@@ -135,16 +135,18 @@ async fn write_loop(
         if buffer.is_empty() {
             continue;
         }
-        write_batch(&db, &buffer).await;
+        let written = write_batch(&db, &buffer).await;
         let left = depth.fetch_sub(buffer.len() as i64, Ordering::Relaxed) - buffer.len() as i64;
         metrics::gauge!("usage_queue_depth").set(left as f64);
-        metrics::counter!("usage_records_written_total").increment(buffer.len() as u64);
+        metrics::counter!("usage_records_written_total").increment(written);
         buffer.clear();
     }
 }
 
 /// Writes one batch, a transaction per tenant, retrying while the database is unavailable.
-async fn write_batch(db: &Db, records: &[UsageRecord]) {
+/// Returns how many records were written (or were already there).
+async fn write_batch(db: &Db, records: &[UsageRecord]) -> u64 {
+    let mut written = 0;
     let mut by_tenant: HashMap<TenantId, Vec<UsageRecord>> = HashMap::new();
     for record in records {
         by_tenant
@@ -160,7 +162,10 @@ async fn write_batch(db: &Db, records: &[UsageRecord]) {
                 .tenant_tx(tenant, move |conn| usage::insert(conn, tenant, &batch))
                 .await
             {
-                Ok(_) => break,
+                Ok(_) => {
+                    written += rows.len() as u64;
+                    break;
+                }
                 Err(err) if err.kind() == paas_core::ErrorKind::Unavailable => {
                     tracing::warn!(error = %err.cause_chain(), "usage ledger: database unavailable; retrying");
                     tokio::time::sleep(delay).await;
@@ -174,4 +179,5 @@ async fn write_batch(db: &Db, records: &[UsageRecord]) {
             }
         }
     }
+    written
 }

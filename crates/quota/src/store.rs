@@ -87,6 +87,9 @@ struct Inner {
     admit: Script,
     settle: Script,
     status: Script,
+    /// When Redis was last found down (ms since `epoch`; 0: not recently).
+    down_at: std::sync::atomic::AtomicU64,
+    epoch: Instant,
 }
 
 struct Keys {
@@ -132,6 +135,8 @@ impl Quotas {
                 admit: Script::from_lua(scripts::ADMIT),
                 settle: Script::from_lua(scripts::SETTLE),
                 status: Script::from_lua(scripts::STATUS),
+                down_at: std::sync::atomic::AtomicU64::new(0),
+                epoch: Instant::now(),
             }),
         }
     }
@@ -160,6 +165,7 @@ impl Quotas {
         tokens: Option<&TokenRequest>,
         rebuilt: i64,
     ) -> Result<Answer, fred::error::Error> {
+        self.connected().await?;
         let tenant_rpm = rate.map_or(-1, |r| r.tenant_per_minute.max(0));
         let key_rpm = rate.and_then(|r| r.key).map_or(-1, |(_, rpm)| rpm.max(0));
         let (limit, amount, run, ttl, max_concurrent) = match tokens {
@@ -220,6 +226,34 @@ impl Quotas {
             used: get(6),
             reserved: get(7),
         })
+    }
+
+    /// Fails at once while Redis is known to be down (a reconnect found it down in the last
+    /// two seconds), so requests do not each wait out a timeout; otherwise waits briefly for a
+    /// connection being made (as at start-up).
+    async fn connected(&self) -> Result<(), fred::error::Error> {
+        let client = &self.inner.client;
+        if client.is_connected() {
+            return Ok(());
+        }
+        let down = || fred::error::Error::new(fred::error::ErrorKind::IO, "Redis is not connected");
+        let now = self.inner.epoch.elapsed().as_millis() as u64;
+        let since = self
+            .inner
+            .down_at
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if since != 0 && now.saturating_sub(since) < 2_000 {
+            return Err(down());
+        }
+        match tokio::time::timeout(Duration::from_millis(250), client.wait_for_connect()).await {
+            Ok(Ok(())) => Ok(()),
+            _ => {
+                self.inner
+                    .down_at
+                    .store(now.max(1), std::sync::atomic::Ordering::Relaxed);
+                Err(down())
+            }
+        }
     }
 
     fn outcome(answer: &Answer, shared: bool) -> RateOutcome {
@@ -396,6 +430,7 @@ impl Quotas {
     ) -> Result<(), Error> {
         let keys = self.keys(tenant, None, &period::month_key(started_at));
         let used = i64::try_from(used).unwrap_or(i64::MAX);
+        self.connected().await.map_err(unavailable)?;
         let _: i64 = self
             .inner
             .settle
@@ -422,20 +457,24 @@ impl Quotas {
         at: DateTime<Utc>,
     ) -> Result<TokenStatus, Error> {
         let keys = self.keys(tenant, None, &period::month_key(at));
-        let answer: Result<Vec<i64>, _> = self
-            .inner
-            .status
-            .evalsha_with_reload(
-                &self.inner.client,
-                vec![
-                    keys.tokens.as_str(),
-                    keys.reservations.as_str(),
-                    keys.runs.as_str(),
-                    keys.reserved_sum.as_str(),
-                ],
-                Vec::<fred::types::Value>::new(),
-            )
-            .await;
+        let answer: Result<Vec<i64>, fred::error::Error> = match self.connected().await {
+            Err(err) => Err(err),
+            Ok(()) => {
+                self.inner
+                    .status
+                    .evalsha_with_reload(
+                        &self.inner.client,
+                        vec![
+                            keys.tokens.as_str(),
+                            keys.reservations.as_str(),
+                            keys.runs.as_str(),
+                            keys.reserved_sum.as_str(),
+                        ],
+                        Vec::<fred::types::Value>::new(),
+                    )
+                    .await
+            }
+        };
         let (from, to) = period::month_bounds(at);
         match answer {
             Ok(answer) => {

@@ -10,7 +10,7 @@ use paas_llm::ChatMessage;
 use paas_models::{Agent, Message, MessageRole, RunSource, TenantPlan};
 use paas_persistence::runs::NewRun;
 use paas_persistence::sessions::NewMessage;
-use paas_persistence::{quotas, runs, sessions};
+use paas_persistence::{runs, sessions};
 use paas_quota::RateOutcome;
 
 use crate::runs::{LiveRun, Metering, RunStart};
@@ -195,19 +195,11 @@ pub async fn start_chat(
     };
     let agent_id = agent.id;
     let sessions_per_day = plan.limits().max_sessions_per_day;
-    let (day, _) = paas_quota::period::day_bounds(now);
     let stored = state
         .db
         .tenant_tx(tenant, move |conn| {
             if new_session {
-                if !quotas::count_session(conn, tenant, day, sessions_per_day)? {
-                    return Err(quota::plan_limit(
-                        "new chat sessions per day",
-                        "max_sessions_per_day",
-                        sessions_per_day,
-                    )
-                    .into());
-                }
+                quota::count_new_session(conn, tenant, now, sessions_per_day)?;
                 sessions::insert(conn, tenant, session_id, user, agent_id, &title, now)?;
             }
             runs::insert(conn, &run_row)?;

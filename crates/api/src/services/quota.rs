@@ -274,6 +274,22 @@ pub fn plan_limit(what: &str, field: &str, limit: i64) -> Error {
     )
 }
 
+/// Counts a new chat session against the tenant's sessions per (UTC) day, or refuses it. For
+/// use inside the transaction that creates the session, so a refusal leaves nothing behind.
+pub fn count_new_session(
+    conn: &mut paas_persistence::PgConnection,
+    tenant: TenantId,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<(), paas_persistence::DbError> {
+    let (day, _) = period::day_bounds(now);
+    if paas_persistence::quotas::count_session(conn, tenant, day, limit)? {
+        Ok(())
+    } else {
+        Err(plan_limit("new chat sessions per day", "max_sessions_per_day", limit).into())
+    }
+}
+
 /// Refuses when `count` already reached `limit`.
 pub fn ensure_below(count: i64, limit: i64, what: &str, field: &str) -> Result<(), Error> {
     if count >= limit {

@@ -67,6 +67,10 @@ pub async fn create(
     state
         .db
         .tenant_tx(tenant, move |conn| {
+            let limit = paas_persistence::quotas::plan(conn, tenant)?
+                .limits()
+                .max_sessions_per_day;
+            crate::services::quota::count_new_session(conn, tenant, now, limit)?;
             sessions::insert(conn, tenant, SessionId::new(), user, agent.id, &title, now)
         })
         .await

@@ -1,3 +1,11 @@
+DROP POLICY operator_append ON audit_events;
+DROP POLICY operator_read ON tenant_daily_usage;
+DROP POLICY operator_read ON agents;
+DROP POLICY operator_read ON users;
+DROP POLICY operator_access ON tenant_quotas;
+DROP POLICY operator_access ON tenants;
+DROP FUNCTION paas_operator();
+
 DROP FUNCTION paas_find_api_key(bytea);
 CREATE FUNCTION paas_find_api_key(p_hash bytea)
     RETURNS TABLE (

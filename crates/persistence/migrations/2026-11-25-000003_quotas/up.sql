@@ -91,3 +91,19 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION paas_find_api_key(bytea) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION paas_find_api_key(bytea) TO paas_app;
+
+-- The platform operator (its API and CLI) acts across tenants. Its transactions run as
+-- paas_app like every other (so they work whatever role the server connects as) and say
+-- `paas.operator = on`; these policies open exactly what the operator needs: tenants and their
+-- overrides (read, change), counts of users, agents and sessions (read), and the tenant's audit
+-- log (append). Only `Db::operator_tx` sets the flag.
+CREATE FUNCTION paas_operator() RETURNS boolean
+    LANGUAGE sql STABLE
+AS $$ SELECT coalesce(current_setting('paas.operator', true), '') = 'on' $$;
+GRANT EXECUTE ON FUNCTION paas_operator() TO paas_app;
+CREATE POLICY operator_access ON tenants USING (paas_operator()) WITH CHECK (paas_operator());
+CREATE POLICY operator_access ON tenant_quotas USING (paas_operator()) WITH CHECK (paas_operator());
+CREATE POLICY operator_read ON users FOR SELECT USING (paas_operator());
+CREATE POLICY operator_read ON agents FOR SELECT USING (paas_operator());
+CREATE POLICY operator_read ON tenant_daily_usage FOR SELECT USING (paas_operator());
+CREATE POLICY operator_append ON audit_events FOR INSERT WITH CHECK (paas_operator());
