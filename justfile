@@ -7,20 +7,43 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 dev: services
     @scripts/ensure-tools.sh
     @scripts/dev-env.sh
+    @scripts/frontend.sh --build
     @cargo build --bin agent-paas
     @set -a; source .env; set +a; \
       cargo run --quiet --bin agent-paas -- migrate --create-db; \
       cargo run --quiet --bin agent-paas -- tenant create --name demo --admin-email admin@demo.local \
         --admin-password "$PAAS_DEMO_ADMIN_PASSWORD" --if-not-exists --with-demo-agent; \
       echo; \
-      echo "  Agent PaaS is starting on http://$PAAS_LISTEN_ADDR"; \
+      echo "  Agent PaaS is starting: open http://$PAAS_LISTEN_ADDR (the dashboard)"; \
       echo "  demo tenant: demo   admin: admin@demo.local   password: $PAAS_DEMO_ADMIN_PASSWORD"; \
       echo "  API guide: docs/api.md   OpenAPI: http://$PAAS_LISTEN_ADDR/api/v1/openapi.json"; \
       echo; \
-      exec cargo run --quiet --bin agent-paas -- serve
+      PAAS_WEB_DIR="$PWD/frontend/dist" exec cargo run --quiet --bin agent-paas -- serve
 
-# Everything CI runs: formatting, lints, layering and schema checks, and all tests.
-test: services fmt-check clippy check-layering check-schema test-rust
+# Everything CI runs: formatting, lints, layering and schema checks, the dashboard's checks and
+# build, all Rust tests, and the browser tests.
+test: services fmt-check clippy check-layering check-schema frontend test-rust e2e
+
+# The dashboard: API types in sync, type check, lint, unit tests, production build.
+frontend:
+    scripts/frontend.sh
+
+# Browser tests of the dashboard against a real server (installs Debian's Chromium if missing).
+e2e: services
+    scripts/e2e.sh
+
+# Run the browser tests and keep their screenshots as the docs' (docs/screenshots/).
+screenshots: services
+    E2E_SCREENSHOTS_DIR="{{justfile_directory()}}/docs/screenshots" scripts/e2e.sh
+
+# Refresh the dashboard's API types after changing the HTTP API.
+api-types:
+    cargo run --quiet --bin agent-paas -- openapi > frontend/src/api/openapi.json
+    cd frontend && npm run --silent gen:api
+
+# The dashboard with hot reload on http://127.0.0.1:5173, against `just dev`'s server.
+dev-frontend:
+    cd frontend && npm run dev
 
 # Benchmarks on this machine; reports land in target/bench/ (see docs/benchmarks.md).
 bench: services

@@ -41,6 +41,7 @@
 //! | `PAAS_UPSTREAM_IDLE_TIMEOUT_SECS` | `60` | Silence allowed between streamed chunks. |
 //! | `PAAS_UPSTREAM_MAX_RETRIES` | `2` | Retries of a provider call that failed before its first byte. |
 //! | `PAAS_OPERATOR_TOKEN` | unset (operator API off) | Bearer token of the platform operator's API (`/api/v1/admin/…`); at least 32 characters. |
+//! | `PAAS_WEB_DIR` | unset (the dashboard built into the binary) | Serve the web dashboard from this directory instead (a `frontend/dist` build). |
 //! | `PAAS_METRICS_TOKEN` | unset (open) | When set, `GET /metrics` requires `Authorization: Bearer <token>`. |
 //! | `PAAS_QUOTA_FAIL_OPEN` | `false` | While Redis is unavailable, admit chats without a token reservation (`true`) instead of answering 503. |
 //!
@@ -111,6 +112,7 @@ pub struct Config {
     pub upstream_max_retries: u32,
     pub operator_token: Option<SecretString>,
     pub metrics_token: Option<SecretString>,
+    pub web_dir: Option<std::path::PathBuf>,
     pub quota_fail_open: bool,
     /// Secrets that were generated because none were configured (development only), so the
     /// server can warn that sessions will not survive a restart.
@@ -531,6 +533,7 @@ impl Config {
                 .min(10),
             operator_token,
             metrics_token: src.secret("PAAS_METRICS_TOKEN"),
+            web_dir: src.var("PAAS_WEB_DIR").map(std::path::PathBuf::from),
             quota_fail_open: src.flag("PAAS_QUOTA_FAIL_OPEN", false),
             generated_secrets: generated,
             warnings,

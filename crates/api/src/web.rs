@@ -1,15 +1,17 @@
 //! The web dashboard, served by the binary itself at `/`.
 //!
 //! Release builds embed `frontend/dist` (build the frontend first: `npm --prefix frontend run
-//! build`); debug builds read it from disk, so `just dev` serves a fresh `npm run build`
-//! without recompiling. Client-side routes (`/chat/…`, `/agents`, …) get `index.html`; the API
+//! build`); debug builds read it from disk. `PAAS_WEB_DIR` serves another build directory
+//! instead (what `just dev` and the browser tests use, so a fresh `npm run build` is served
+//! without recompiling). Client-side routes (`/chat/…`, `/agents`, …) get `index.html`; the API
 //! (`/api/…`, `/v1/…`) and the probes are never shadowed: an unknown API path is a JSON 404.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::error::not_found;
+use crate::state::AppState;
 
 #[derive(rust_embed::Embed)]
 #[folder = "../../frontend/dist"]
@@ -28,16 +30,37 @@ fn is_api(path: &str) -> bool {
         .any(|prefix| path == prefix.trim_end_matches('/') || path.starts_with(prefix))
 }
 
+/// A file of the dashboard: from `PAAS_WEB_DIR` when set, else the built-in build.
+async fn asset(dir: Option<&std::path::Path>, file: &str) -> Option<Vec<u8>> {
+    match dir {
+        None => Assets::get(file).map(|a| a.data.into_owned()),
+        Some(dir) => {
+            // Only plain path segments: no `..`, no absolute paths, nothing outside `dir`.
+            let safe = file.split('/').all(|part| {
+                !part.is_empty() && part != "." && part != ".." && !part.contains('\\')
+            });
+            if !safe {
+                return None;
+            }
+            tokio::fs::read(dir.join(file)).await.ok()
+        }
+    }
+}
+
 /// The fallback service: a dashboard file, `index.html` for a client-side route, or the JSON
 /// 404 of the API.
 pub async fn dashboard(req: HttpRequest) -> HttpResponse {
+    let dir = req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|state| state.config.web_dir.clone());
+    let dir = dir.as_deref();
     let path = req.path();
     if is_api(path) || !(req.method() == Method::GET || req.method() == Method::HEAD) {
         return not_found(req).await;
     }
     let file = path.trim_start_matches('/');
     if !file.is_empty()
-        && let Some(asset) = Assets::get(file)
+        && let Some(data) = asset(dir, file).await
     {
         let mime = mime_guess::from_path(file).first_or_octet_stream();
         // Vite names built assets by their content hash: they never change.
@@ -49,14 +72,14 @@ pub async fn dashboard(req: HttpRequest) -> HttpResponse {
         return HttpResponse::Ok()
             .insert_header((header::CONTENT_TYPE, mime.essence_str().to_owned()))
             .insert_header((header::CACHE_CONTROL, cache))
-            .body(asset.data.into_owned());
+            .body(data);
     }
     // A missing file with an extension is a 404; anything else is a client-side route.
     let last = file.rsplit('/').next().unwrap_or_default();
     if last.contains('.') {
         return not_found(req).await;
     }
-    match Assets::get("index.html") {
+    match asset(dir, "index.html").await {
         Some(index) => HttpResponse::Ok()
             .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
             .insert_header((header::CACHE_CONTROL, "no-cache"))
@@ -64,7 +87,7 @@ pub async fn dashboard(req: HttpRequest) -> HttpResponse {
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(CSP),
             ))
-            .body(index.data.into_owned()),
+            .body(index),
         None => HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE)
             .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
             .body(

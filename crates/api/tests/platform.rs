@@ -377,3 +377,54 @@ async fn every_response_names_its_request_id() {
     ids.dedup();
     assert_eq!(ids.len(), 3, "one id per request");
 }
+
+#[tokio::test]
+async fn paas_web_dir_serves_a_dashboard_build_from_disk() {
+    let dir = std::env::temp_dir().join(format!("paas-web-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(dir.join("assets")).unwrap();
+    std::fs::write(dir.join("index.html"), "<div id=\"root\"></div>").unwrap();
+    std::fs::write(dir.join("assets/app-1234.js"), "console.log(1)").unwrap();
+    let app = TestApp::builder()
+        .env("PAAS_WEB_DIR", dir.to_str().unwrap())
+        .start()
+        .await;
+    let script = app
+        .request(Method::GET, "/assets/app-1234.js")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
+    assert!(
+        script.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("javascript")
+    );
+    assert!(
+        script.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    assert_eq!(script.text().await.unwrap(), "console.log(1)");
+    let page = app
+        .request(Method::GET, "/settings/keys")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.text().await.unwrap(), "<div id=\"root\"></div>");
+    let missing = app
+        .request(Method::GET, "/assets/nope.js")
+        .send()
+        .await
+        .unwrap();
+    expect_error(missing, StatusCode::NOT_FOUND, "route_not_found").await;
+    let escaped = app
+        .request(Method::GET, "/assets/..%2f..%2findex.html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(escaped.status(), StatusCode::NOT_FOUND);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -388,8 +388,14 @@ async fn without_redis_rates_fall_back_per_process_and_tokens_fail_closed_or_ope
     assert!(closed.check_rate(&rate(&f, 2)).await.refused_by.is_some());
 
     let now = Utc::now();
+    // Another tenant, whose per-process window is fresh.
+    let fresh = RateRequest {
+        tenant: TenantId::new(),
+        tenant_per_minute: 1_000,
+        key: None,
+    };
     let err = closed
-        .admit(&rate(&f, 1_000), &tokens(RunId::new(), 1, 1_000, now))
+        .admit(&fresh, &tokens(RunId::new(), 1, 1_000, now))
         .await
         .unwrap_err();
     assert_eq!(
@@ -405,7 +411,7 @@ async fn without_redis_rates_fall_back_per_process_and_tokens_fail_closed_or_ope
         },
     );
     let admitted = open
-        .admit(&rate(&f, 1_000), &tokens(RunId::new(), 1, 1_000, now))
+        .admit(&fresh, &tokens(RunId::new(), 1, 1_000, now))
         .await
         .unwrap();
     assert!(matches!(
