@@ -13,6 +13,10 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.E2E_BASE_URL || 'http://127.0.0.1:8080').replace(/\/$/, '');
@@ -215,13 +219,15 @@ async function run() {
     expect(key.startsWith('ap_'), `the new key does not look like a key: ${key.slice(0, 6)}…`);
     await page.getByRole('cell', { name: 'e2e openai sdk', exact: true }).waitFor();
     await shot(page, 'settings-keys.png');
-    const completion = await fetch(`${BASE}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ model: agentName, messages: [{ role: 'user', content: 'what is 6 * 7?' }] }),
-    });
-    const completionBody = await completion.json();
-    expect(completion.ok, `POST /v1/chat/completions answered ${completion.status}: ${JSON.stringify(completionBody)}`);
+    // Use the key as a person would: with curl, on the OpenAI-compatible API.
+    const { stdout } = await execFileAsync('curl', [
+      '-sS', '-w', '\n%{http_code}', `${BASE}/v1/chat/completions`,
+      '-H', `Authorization: Bearer ${key}`, '-H', 'Content-Type: application/json',
+      '-d', JSON.stringify({ model: agentName, messages: [{ role: 'user', content: 'what is 6 * 7?' }] }),
+    ]);
+    const status = stdout.trim().split('\n').pop();
+    const completionBody = JSON.parse(stdout.slice(0, stdout.lastIndexOf('\n')));
+    expect(status === '200', `curl POST /v1/chat/completions answered ${status}: ${JSON.stringify(completionBody)}`);
     const content = completionBody.choices?.[0]?.message?.content ?? '';
     expect(content.includes('42'), `the OpenAI-compatible answer lacks 42: ${content}`);
     await page.getByRole('button', { name: 'I have saved it' }).click();
