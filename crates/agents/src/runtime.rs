@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::tools::ToolRegistry;
 
@@ -267,7 +268,23 @@ pub async fn run(
             }
         }
         steps += 1;
-        let step = call_model(&provider, request, deadline, &cancel, &emit).await;
+        // One span per model call, with the GenAI semantic conventions' attributes.
+        let span = tracing::info_span!(
+            "gen_ai.chat",
+            otel.name = %format!("chat {}", spec.model),
+            otel.kind = "client",
+            gen_ai.operation.name = "chat",
+            gen_ai.system = provider.kind(),
+            gen_ai.request.model = %spec.model,
+            gen_ai.request.max_tokens = remaining,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+        );
+        let step = call_model(&provider, request, deadline, &cancel, &emit)
+            .instrument(span.clone())
+            .await;
+        span.record("gen_ai.usage.input_tokens", step.usage.prompt_tokens);
+        span.record("gen_ai.usage.output_tokens", step.usage.completion_tokens);
         usage.add(step.usage);
         emit(RunEvent::Usage(usage.into()));
         let assistant = ChatMessage::assistant_tool_calls(step.text.clone(), step.calls.clone());
@@ -312,8 +329,18 @@ pub async fn run(
                 name: call.name.clone(),
                 arguments: call.arguments.clone(),
             });
+            let tool_span = tracing::info_span!(
+                "gen_ai.execute_tool",
+                otel.name = %format!("execute_tool {}", call.name),
+                gen_ai.operation.name = "execute_tool",
+                gen_ai.tool.name = %call.name,
+                gen_ai.tool.call.id = %call.id,
+            );
             let (content, is_error) =
-                match execute(tools, spec, &call, limits.tool_timeout, deadline, &cancel).await {
+                match execute(tools, spec, &call, limits.tool_timeout, deadline, &cancel)
+                    .instrument(tool_span)
+                    .await
+                {
                     ToolOutcome::Done(content, is_error) => (content, is_error),
                     ToolOutcome::Cancelled => {
                         stopped = Some(Stop::Cancelled);

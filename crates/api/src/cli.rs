@@ -189,7 +189,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(config.log_format);
+    let mut telemetry = telemetry::init(config.log_format);
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -235,6 +235,9 @@ pub fn main() -> ExitCode {
             Command::Tenant { command } => operate(config, command).await,
         }
     });
+    // Runs' spans are exported before exiting (the runtime, and its tasks, are gone by now).
+    drop(runtime);
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

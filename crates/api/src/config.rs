@@ -42,6 +42,9 @@
 //! | `PAAS_UPSTREAM_MAX_RETRIES` | `2` | Retries of a provider call that failed before its first byte. |
 //! | `PAAS_OPERATOR_TOKEN` | unset (operator API off) | Bearer token of the platform operator's API (`/api/v1/admin/…`); at least 32 characters. |
 //! | `PAAS_WEB_DIR` | unset (the dashboard built into the binary) | Serve the web dashboard from this directory instead (a `frontend/dist` build). |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | unset (no traces exported) | Export traces over OTLP/HTTP to this endpoint (e.g. `http://jaeger:4318`); the other standard `OTEL_*` variables apply too. |
+//! | `OTEL_SERVICE_NAME` | `agent-paas` | The service name traces carry. |
+//! | `PAAS_TRACES_FILTER` | `info` | Which spans are exported (EnvFilter syntax), independent of `RUST_LOG`. |
 //! | `PAAS_METRICS_TOKEN` | unset (open) | When set, `GET /metrics` requires `Authorization: Bearer <token>`. |
 //! | `PAAS_QUOTA_FAIL_OPEN` | `false` | While Redis is unavailable, admit chats without a token reservation (`true`) instead of answering 503. |
 //!

@@ -298,9 +298,17 @@ impl RunManager {
         }
         let manager = self.clone();
         let task_live = Arc::clone(&live);
-        self.inner
-            .runtime
-            .spawn(async move { manager.drive(task_live, start).await });
+        // The run is part of the request's trace, though it outlives the request.
+        let span = tracing::info_span!(
+            "agent.run",
+            run_id = %start.id,
+            tenant_id = %start.tenant_id,
+            provider = %start.metering.provider,
+        );
+        self.inner.runtime.spawn(tracing::Instrument::instrument(
+            async move { manager.drive(task_live, start).await },
+            span,
+        ));
         live
     }
 

@@ -188,6 +188,28 @@ pub(crate) async fn post(
     }
 }
 
+/// Adds `traceparent` (and `tracestate`) of the current span, so a provider that traces sees
+/// its call inside the chat's trace. Nothing is added when tracing is not exported.
+fn inject_trace_context(headers: &mut HeaderMap) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    struct Injector<'a>(&'a mut HeaderMap);
+    impl opentelemetry::propagation::Injector for Injector<'_> {
+        fn set(&mut self, key: &str, value: String) {
+            if let (Ok(name), Ok(value)) = (
+                reqwest::header::HeaderName::from_bytes(key.as_bytes()),
+                reqwest::header::HeaderValue::from_str(&value),
+            ) {
+                self.0.insert(name, value);
+            }
+        }
+    }
+    let context = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut Injector(headers));
+    });
+}
+
 async fn attempt(
     client: &Client,
     policy: &HttpPolicy,
@@ -195,11 +217,9 @@ async fn attempt(
     headers: &HeaderMap,
     body: Vec<u8>,
 ) -> Attempt {
-    let send = client
-        .post(url.clone())
-        .headers(headers.clone())
-        .body(body)
-        .send();
+    let mut headers = headers.clone();
+    inject_trace_context(&mut headers);
+    let send = client.post(url.clone()).headers(headers).body(body).send();
     let response = match tokio::time::timeout(policy.first_byte_timeout, send).await {
         Err(_) => {
             return Attempt::Retry {

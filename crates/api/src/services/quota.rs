@@ -80,6 +80,7 @@ pub struct RunQuota {
 /// Admits a run: the caller's rate limits, the tenant's runs in progress and its month's
 /// tokens in one atomic step, reserving `amount` tokens. The rate-limit window (for the
 /// response headers) is written to `rate` whatever the answer.
+#[tracing::instrument(name = "quota.admit", skip_all, fields(tenant_id = %principal.tenant_id, tokens = amount))]
 pub async fn admit_run(
     state: &AppState,
     principal: &Principal,
