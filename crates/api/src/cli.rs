@@ -315,7 +315,7 @@ async fn serve(config: Config, migrate: bool) -> Result<(), Error> {
     let usage = state.usage.clone();
     tokio::spawn(fail_orphaned_runs(state.db.clone()));
     let server = server::build(state, listener).map_err(Error::internal)?;
-    tokio::spawn(stop_on_signal(server.handle()));
+    tokio::spawn(stop_on_signal(server.handle(), runs.clone()));
     tracing::info!(%addr, "agent-paas listening on http://{addr}");
     let result = server.await.map_err(Error::internal);
     // Runs outlive requests: let the ones in progress finish (or end them as cancelled) and
@@ -356,7 +356,7 @@ async fn fail_orphaned_runs(db: paas_persistence::Db) {
 }
 
 /// Stops the server gracefully (finish in-flight requests, at most 30 s) on SIGTERM or SIGINT.
-async fn stop_on_signal(handle: actix_web::dev::ServerHandle) {
+async fn stop_on_signal(handle: actix_web::dev::ServerHandle, runs: crate::runs::RunManager) {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -379,6 +379,10 @@ async fn stop_on_signal(handle: actix_web::dev::ServerHandle) {
         let _ = interrupt.await;
         tracing::info!("interrupt received: shutting down");
     }
+    // Dashboard streams get a `shutdown` event and end, so their clients resume on another
+    // replica (runs keep publishing their events to Redis while they finish here); then the
+    // server stops accepting and waits for the requests still open.
+    runs.begin_shutdown();
     handle.stop(true).await;
 }
 

@@ -171,6 +171,8 @@ struct Inner {
     usage: paas_quota::UsageWriter,
     runs: Mutex<HashMap<RunId, Arc<LiveRun>>>,
     idle: Notify,
+    /// Cancelled when the process starts shutting down: open SSE streams end with `shutdown`.
+    shutdown: CancellationToken,
 }
 
 fn event_name(event: &RunEvent) -> &'static str {
@@ -207,6 +209,7 @@ impl RunManager {
                 usage,
                 runs: Mutex::new(HashMap::new()),
                 idle: Notify::new(),
+                shutdown: CancellationToken::new(),
             }),
         }
     }
@@ -216,6 +219,12 @@ impl RunManager {
             .runs
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts shutting down: every open dashboard stream sends a final `shutdown` event and
+    /// ends. Runs go on (see [`Self::drain`]).
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.cancel();
     }
 
     /// The tools runs can call (to size a run's first reservation exactly as it will run).
@@ -554,7 +563,7 @@ impl RunManager {
                 fallback,
             },
         };
-        events_stream(source, after)
+        events_stream(source, after, self.inner.shutdown.clone())
     }
 
     /// The events of a run after `after` until `done`, as data (for the OpenAI-compatible API).
@@ -773,15 +782,32 @@ fn sse_frame(event: &WireEvent) -> Bytes {
     ))
 }
 
+/// The last frame of a stream that the server ends because it is shutting down.
+fn shutdown_frame() -> Bytes {
+    Bytes::from_static(
+        b"event: shutdown\ndata: {\"event\":\"shutdown\",\"data\":{\"message\":\"this server is shutting down; the run goes on: resume with GET /api/v1/runs/{id}/events and Last-Event-ID\"}}\n\n",
+    )
+}
+
 fn events_stream(
     source: Source,
     after: u64,
+    shutdown: CancellationToken,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static {
-    futures_util::stream::unfold((source, after, false), |(source, after, done)| async move {
+    futures_util::stream::unfold((source, after, false), move |(source, after, done)| {
+        let shutdown = shutdown.clone();
+        async move {
         if done {
             return None;
         }
-        match next_batch(&source, after).await {
+        let batch = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => {
+                return Some((Ok(shutdown_frame()), (source, after, true)));
+            }
+            batch = next_batch(&source, after) => batch,
+        };
+        match batch {
             Batch::Events(events) if events.is_empty() => Some((Ok(Bytes::new()), (source, after, false))),
             Batch::Events(events) => {
                 let last = events.last().map(|e| e.seq).unwrap_or(after);
@@ -805,6 +831,7 @@ fn events_stream(
                 }
                 _ => None,
             },
+        }
         }
     })
     .filter(|chunk| futures_util::future::ready(!matches!(chunk, Ok(b) if b.is_empty())))

@@ -7,6 +7,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+
+use common::Binary;
 use paas_testing::TestDatabase;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -94,14 +97,6 @@ async fn upstream() -> (String, Arc<Mutex<Vec<String>>>) {
     (format!("http://{addr}/v1"), seen)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -113,57 +108,24 @@ fn hex(text: &str) -> Vec<u8> {
         .collect()
 }
 
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn a_chat_is_one_exported_trace_and_its_upstream_call_carries_traceparent() {
     let (otlp, exports) = otlp_receiver().await;
     let (base_url, parents) = upstream().await;
     let db = TestDatabase::new();
-    let port = free_port();
-    let server = Server(
-        std::process::Command::new(env!("CARGO_BIN_EXE_agent-paas"))
-            .args(["serve", "--no-migrate"])
-            .env("DATABASE_URL", db.url())
-            .env("REDIS_URL", "redis://127.0.0.1:6379")
-            .env("PAAS_REDIS_PREFIX", paas_testing::redis_prefix())
-            .env("PAAS_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("PAAS_BCRYPT_COST", "4")
-            .env("PAAS_MOCK_CHUNK_DELAY_MS", "0")
-            .env("PAAS_ALLOW_PRIVATE_UPSTREAMS", "true")
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp)
-            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-            .env("OTEL_SERVICE_NAME", "agent-paas-test")
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let server = Binary::start(
+        &db,
+        &[
+            ("PAAS_ALLOW_PRIVATE_UPSTREAMS", "true"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_SERVICE_NAME", "agent-paas-test"),
+        ],
+    )
+    .await;
+    let base = server.base.clone();
     let client = reqwest::Client::new();
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let signup: Value = client
-        .post(format!("{base}/api/v1/auth/signup"))
-        .json(&json!({"tenant_name": "traced", "email": "a@traced.test", "password": "correct horse battery staple"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = signup["access_token"].as_str().unwrap().to_owned();
+    let token = server.signup("traced").await;
     let post = |path: &str, body: Value| {
         client
             .post(format!("{base}{path}"))

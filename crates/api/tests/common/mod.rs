@@ -467,3 +467,87 @@ impl TestApp {
         panic!("run {run_id} did not finish");
     }
 }
+
+/// The real `agent-paas` binary serving on a free port (for what needs a whole process:
+/// signals, exported traces). Killed when dropped.
+pub struct Binary {
+    pub base: String,
+    pub child: std::process::Child,
+}
+
+impl Binary {
+    /// Starts `agent-paas serve --no-migrate` on `db` (already migrated) with `env`, and waits
+    /// until it answers.
+    pub async fn start(db: &TestDatabase, env: &[(&str, &str)]) -> Binary {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_agent-paas"));
+        command
+            .args(["serve", "--no-migrate"])
+            .env("DATABASE_URL", db.url())
+            .env("REDIS_URL", "redis://127.0.0.1:6379")
+            .env("PAAS_REDIS_PREFIX", paas_testing::redis_prefix())
+            .env("PAAS_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("PAAS_BCRYPT_COST", "4")
+            .env("PAAS_MOCK_CHUNK_DELAY_MS", "0")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command.spawn().unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if reqwest::get(format!("{base}/healthz")).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Binary { base, child }
+    }
+
+    /// Sends SIGTERM, as an orchestrator stopping the pod would.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, at most `limit`; its exit status.
+    pub async fn wait(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// Signs up a tenant and returns its admin's access token.
+    pub async fn signup(&self, name: &str) -> String {
+        let body: Value = reqwest::Client::new()
+            .post(format!("{}/api/v1/auth/signup", self.base))
+            .json(&json!({"tenant_name": name, "email": format!("a@{name}.test"), "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
