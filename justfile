@@ -22,7 +22,17 @@ dev: services
 
 # Everything CI runs: formatting, lints, layering and schema checks, the dashboard's checks and
 # build, all Rust tests, and the browser tests.
-test: services fmt-check clippy check-layering check-schema frontend test-rust e2e
+test: services fmt-check clippy check-layering check-schema check-deploy frontend test-rust e2e
+
+# The deployment files, checked statically: compose config, Helm lint and render, env vars the
+# server reads, probe paths, the Dockerfile (hadolint). No Docker engine or cluster needed.
+check-deploy:
+    scripts/check-deploy.sh
+
+# The whole stack (server, PostgreSQL, Redis, Jaeger, Prometheus, Grafana) where Docker runs.
+compose-up:
+    test -f deploy/.env || cp deploy/.env.example deploy/.env
+    docker compose -f deploy/docker-compose.yml up --build
 
 # The dashboard: API types in sync, type check, lint, unit tests, production build.
 frontend:
