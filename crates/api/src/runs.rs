@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::redis::RedisStore;
-use crate::services::quota::{self, RunQuota};
+use crate::services::quota::RunQuota;
 
 /// How long a finished run's events stay in this process's memory (Redis keeps them longer).
 const LOCAL_RETENTION: Duration = Duration::from_secs(300);
@@ -398,8 +398,11 @@ impl RunManager {
         let used =
             u64::from(result.usage.prompt_tokens) + u64::from(result.usage.completion_tokens);
         let quotas = &self.inner.quotas;
-        if let Err(err) =
-            quota::settle(quotas, live.tenant_id, live.id, &metering.quota, used).await
+        // One attempt before `done` (so the quota shows the run at once); if Redis is away, the
+        // retries happen in the background rather than hold the client's last event.
+        if let Err(err) = quotas
+            .settle(live.tenant_id, live.id, metering.quota.started_at, used)
+            .await
         {
             tracing::warn!(run = %live.id, error = %err.cause_chain(), "cannot settle a run's tokens yet; retrying in the background");
             let (quotas, tenant, run, run_quota) = (
