@@ -101,6 +101,18 @@ struct Keys {
     runs: String,
 }
 
+impl Keys {
+    /// The keys of the settle and status scripts, in their order.
+    fn run_keys(&self) -> Vec<&str> {
+        vec![
+            self.tokens.as_str(),
+            self.reservations.as_str(),
+            self.runs.as_str(),
+            self.reserved_sum.as_str(),
+        ]
+    }
+}
+
 /// The script's answer, in order (see [`scripts::ADMIT`]).
 struct Answer {
     status: i64,
@@ -436,12 +448,7 @@ impl Quotas {
             .settle
             .evalsha_with_reload(
                 &self.inner.client,
-                vec![
-                    keys.tokens.as_str(),
-                    keys.reservations.as_str(),
-                    keys.runs.as_str(),
-                    keys.reserved_sum.as_str(),
-                ],
+                keys.run_keys(),
                 vec![fred::types::Value::from(run.to_string()), used.into()],
             )
             .await
@@ -464,12 +471,7 @@ impl Quotas {
                     .status
                     .evalsha_with_reload(
                         &self.inner.client,
-                        vec![
-                            keys.tokens.as_str(),
-                            keys.reservations.as_str(),
-                            keys.runs.as_str(),
-                            keys.reserved_sum.as_str(),
-                        ],
+                        keys.run_keys(),
                         Vec::<fred::types::Value>::new(),
                     )
                     .await

@@ -160,7 +160,7 @@ pub async fn start_chat(
     };
     let mut history = history_of(earlier);
     history.push(ChatMessage::user(input.message.clone()));
-    let mut spec = spec_for(state, &agent, agent.max_tokens, agent.temperature);
+    let spec = spec_for(state, &agent, agent.max_tokens, agent.temperature);
     let amount = runtime::first_call_reservation(state.runs.tools(), &spec, &history);
     let run_quota =
         quota::admit_run(state, principal, plan, run_id, amount, rate, provider_kind).await?;
@@ -212,29 +212,65 @@ pub async fn start_chat(
         release(state, tenant, run_id, &run_quota).await;
         return Err(err);
     }
-    spec.budget = Some(Budget {
-        granted: amount,
-        source: quota::budget(state, tenant, run_id, &run_quota),
-    });
-    let metering = Metering {
-        quota: run_quota,
-        api_key_id: principal.api_key_id(),
-        agent_id: agent.id,
-        source: RunSource::Chat,
-        provider: provider_kind.to_owned(),
-        model: agent.model.clone(),
-    };
-    let run = state.runs.start(RunStart {
-        id: run_id,
-        tenant_id: tenant,
-        user_id: user,
+    let launch = Launch {
+        run_id,
         session_id: Some(session_id),
+        source: RunSource::Chat,
         provider,
-        spec,
-        history,
-        metering,
-    });
-    Ok(Started { run, agent })
+        provider_kind,
+        amount,
+        run_quota,
+    };
+    Ok(launch.start(state, principal, agent, spec, history))
+}
+
+/// A run that is admitted and stored, ready to start.
+struct Launch {
+    run_id: RunId,
+    session_id: Option<SessionId>,
+    source: RunSource,
+    provider: Arc<dyn paas_llm::Provider>,
+    provider_kind: &'static str,
+    /// Tokens reserved at admission (the first model call's worst case).
+    amount: u64,
+    run_quota: RunQuota,
+}
+
+impl Launch {
+    /// Starts the run with its token budget (later model calls reserve more) and its metering.
+    fn start(
+        self,
+        state: &AppState,
+        principal: &Principal,
+        agent: Agent,
+        mut spec: RunSpec,
+        history: Vec<ChatMessage>,
+    ) -> Started {
+        let tenant = principal.tenant_id;
+        spec.budget = Some(Budget {
+            granted: self.amount,
+            source: quota::budget(state, tenant, self.run_id, &self.run_quota),
+        });
+        let metering = Metering {
+            quota: self.run_quota,
+            api_key_id: principal.api_key_id(),
+            agent_id: agent.id,
+            source: self.source,
+            provider: self.provider_kind.to_owned(),
+            model: agent.model.clone(),
+        };
+        let run = state.runs.start(RunStart {
+            id: self.run_id,
+            tenant_id: tenant,
+            user_id: principal.user_id,
+            session_id: self.session_id,
+            provider: self.provider,
+            spec,
+            history,
+            metering,
+        });
+        Started { run, agent }
+    }
 }
 
 /// Gives back the reservation of a run that could not be stored (so never started).
@@ -272,7 +308,7 @@ pub async fn start_openai(
         .max_tokens
         .map_or(agent.max_tokens, |m| m.min(agent.max_tokens));
     let temperature = input.temperature.or(agent.temperature);
-    let mut spec = spec_for(state, &agent, max_tokens, temperature);
+    let spec = spec_for(state, &agent, max_tokens, temperature);
     let amount = runtime::first_call_reservation(state.runs.tools(), &spec, &input.messages);
     let run_quota =
         quota::admit_run(state, principal, plan, run_id, amount, rate, provider_kind).await?;
@@ -296,27 +332,14 @@ pub async fn start_openai(
         release(state, tenant, run_id, &run_quota).await;
         return Err(err);
     }
-    spec.budget = Some(Budget {
-        granted: amount,
-        source: quota::budget(state, tenant, run_id, &run_quota),
-    });
-    let metering = Metering {
-        quota: run_quota,
-        api_key_id: principal.api_key_id(),
-        agent_id: agent.id,
-        source: RunSource::Openai,
-        provider: provider_kind.to_owned(),
-        model: agent.model.clone(),
-    };
-    let run = state.runs.start(RunStart {
-        id: run_id,
-        tenant_id: tenant,
-        user_id: principal.user_id,
+    let launch = Launch {
+        run_id,
         session_id: None,
+        source: RunSource::Openai,
         provider,
-        spec,
-        history: input.messages,
-        metering,
-    });
-    Ok(Started { run, agent })
+        provider_kind,
+        amount,
+        run_quota,
+    };
+    Ok(launch.start(state, principal, agent, spec, input.messages))
 }
