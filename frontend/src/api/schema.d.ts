@@ -2184,9 +2184,13 @@ export interface operations {
             };
         };
         responses: {
-            /** @description text/event-stream of the run's events; headers X-Run-Id and X-Session-Id */
+            /** @description text/event-stream of the run's events */
             200: {
                 headers: {
+                    /** @description The run's id (resume with GET /runs/{id}/events) */
+                    "X-Run-Id"?: string;
+                    /** @description The session the turn belongs to */
+                    "X-Session-Id"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -2199,6 +2203,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Not allowed, or plan_limit_reached (sessions per day) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2208,6 +2213,24 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, token_quota_exceeded or too_many_concurrent_runs; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description quota_unavailable (Redis is down and quotas fail closed); Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3289,6 +3312,7 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description rate_limited, token_quota_exceeded or too_many_concurrent_runs; Retry-After says when to retry */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3296,6 +3320,13 @@ export interface operations {
                 content?: never;
             };
             502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description quota_unavailable; Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

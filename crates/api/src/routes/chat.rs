@@ -36,8 +36,13 @@ fn sse_response(
 /// connection drops: resume with `GET /runs/{id}/events` and `Last-Event-ID`.
 #[utoipa::path(tag = "chat", request_body = ChatRequest,
     responses(
-        (status = 200, description = "text/event-stream of the run's events; headers X-Run-Id and X-Session-Id"),
-        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+        (status = 200, description = "text/event-stream of the run's events",
+            headers(("X-Run-Id" = String, description = "The run's id (resume with GET /runs/{id}/events)"),
+                    ("X-Session-Id" = String, description = "The session the turn belongs to"))),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody, description = "Not allowed, or plan_limit_reached (sessions per day)"),
+        (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "rate_limited, token_quota_exceeded or too_many_concurrent_runs; Retry-After says when to retry"),
+        (status = 503, body = ErrorBody, description = "quota_unavailable (Redis is down and quotas fail closed); Retry-After")),
     security(("bearer" = []), ("api_key" = [])))]
 #[post("/chat/completions")]
 pub async fn chat_completions(

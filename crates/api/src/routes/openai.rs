@@ -358,7 +358,9 @@ fn usage_json(done: Option<&WireEvent>) -> Value {
 /// `stream_options.include_usage` is set); otherwise one `chat.completion` with usage.
 #[utoipa::path(tag = "openai", request_body = CompletionRequest,
     responses((status = 200, description = "chat.completion, or a text/event-stream of chat.completion.chunk"),
-        (status = 400), (status = 401), (status = 404, description = "Unknown model (agent)"), (status = 429), (status = 502)),
+        (status = 400), (status = 401), (status = 404, description = "Unknown model (agent)"),
+        (status = 429, description = "rate_limited, token_quota_exceeded or too_many_concurrent_runs; Retry-After says when to retry"),
+        (status = 502), (status = 503, description = "quota_unavailable; Retry-After")),
     security(("bearer" = []), ("api_key" = [])))]
 #[post("/chat/completions")]
 pub async fn chat_completions(
