@@ -94,18 +94,8 @@ impl FromRequest for Auth {
         Box::pin(async move {
             let state = state?;
             let (principal, plan) = authn::authenticate(&state, presented?).await?;
-            let checked = quota::check_rate(&state, &principal, &plan).await;
-            let (outcome, refused) = match checked {
-                Ok(outcome) => (outcome, None),
-                Err((err, outcome)) => (outcome, Some(err)),
-            };
-            req.extensions_mut().insert(outcome);
-            match refused {
-                Some(err) => {
-                    metrics::counter!("quota_rejections_total", "reason" => "rate_limited")
-                        .increment(1);
-                    Err(err.into())
-                }
+            match count_request(&req, &state, &principal, &plan, None).await {
+                Some(refused) => Err(refused.into()),
                 None => Ok(Auth(principal)),
             }
         })
@@ -155,25 +145,32 @@ fn operator(req: &HttpRequest) -> Result<Operator, Error> {
             "authenticate with `Authorization: Bearer <PAAS_OPERATOR_TOKEN>`",
         )
     };
+    if bearer_is(req, expected) {
+        Ok(Operator)
+    } else {
+        Err(invalid())
+    }
+}
+
+/// Does the request carry `Authorization: Bearer <expected>`? Compared in constant time: for
+/// the platform's own static tokens (operator, metrics), not tenants' credentials.
+pub fn bearer_is(req: &HttpRequest, expected: &secrecy::SecretString) -> bool {
     let presented = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .ok_or_else(invalid)?;
+        .map_or("", |(_, token)| token.trim());
     let expected = secrecy::ExposeSecret::expose_secret(expected).trim();
-    let same: bool =
-        subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), expected.as_bytes()).into();
-    if same { Ok(Operator) } else { Err(invalid()) }
+    subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), expected.as_bytes()).into()
 }
 
-/// Records a chat request's rate-limit outcome for the response headers. A request that ended
-/// before its admission (a bad body, no permission, an unknown agent) was not counted there, so
-/// it is counted now: no request escapes the rate limits. Returns the 429 if that count
-/// refuses it.
-pub async fn count_chat_request(
+/// Records a request's rate-limit outcome for the response headers, counting the request first
+/// unless its run's admission already did (`admitted`). So a chat request that ended before its
+/// admission (a bad body, no permission, an unknown agent) is counted too: no request escapes
+/// the rate limits. Returns the 429 if the count refuses it.
+pub async fn count_request(
     req: &HttpRequest,
     state: &AppState,
     principal: &Principal,

@@ -11,7 +11,6 @@ use std::time::Instant;
 use ::metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::AUTHORIZATION;
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -124,25 +123,13 @@ pub async fn prometheus(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(expected) = &state.config.metrics_token {
-        let presented = req
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim().as_bytes().to_vec())
-            .unwrap_or_default();
-        let expected = secrecy::ExposeSecret::expose_secret(expected)
-            .trim()
-            .as_bytes();
-        let same: bool = subtle::ConstantTimeEq::ct_eq(presented.as_slice(), expected).into();
-        if !same {
-            return Err(ApiError(Error::unauthenticated(
-                "invalid_metrics_token",
-                "authenticate with `Authorization: Bearer <PAAS_METRICS_TOKEN>`",
-            )));
-        }
+    if let Some(expected) = &state.config.metrics_token
+        && !crate::extract::bearer_is(&req, expected)
+    {
+        return Err(ApiError(Error::unauthenticated(
+            "invalid_metrics_token",
+            "authenticate with `Authorization: Bearer <PAAS_METRICS_TOKEN>`",
+        )));
     }
     let pool = state.db.pool_status();
     ::metrics::gauge!("db_pool_connections", "state" => "open").set(pool.size as f64);

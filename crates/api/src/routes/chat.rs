@@ -10,7 +10,7 @@ use paas_persistence::runs;
 
 use crate::dto::{ChatRequest, EventsQuery};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Auth, ChatAuth, count_chat_request};
+use crate::extract::{Auth, ChatAuth, count_request};
 use crate::services::chat::{ChatInput, start_chat};
 use crate::state::AppState;
 
@@ -64,7 +64,7 @@ pub async fn chat_completions(
         Ok::<_, actix_web::Error>(started.map_err(ApiError)?)
     }
     .await;
-    if let Some(refused) = count_chat_request(&req, &state, &principal, &plan, rate).await {
+    if let Some(refused) = count_request(&req, &state, &principal, &plan, rate).await {
         return Err(ApiError(refused).into());
     }
     let run = started?.run;

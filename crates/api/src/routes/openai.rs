@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, status_of};
-use crate::extract::{Auth, ChatAuth, count_chat_request};
+use crate::extract::{Auth, ChatAuth, count_request};
 use crate::runs::WireEvent;
 use crate::services::chat::{MAX_MESSAGES, OpenAiInput, check_message, start_openai};
 use crate::services::{agents, chat};
@@ -380,7 +380,7 @@ pub async fn chat_completions(
         )
     }
     .await;
-    if let Some(refused) = count_chat_request(&req, &state, &principal, &plan, rate).await {
+    if let Some(refused) = count_request(&req, &state, &principal, &plan, rate).await {
         return Err(OpenAiError(refused).into());
     }
     reply

@@ -61,6 +61,7 @@ pub async fn check_rate(
         .check_rate(&rate_request(principal, &plan.limits()))
         .await;
     if outcome.refused_by.is_some() {
+        metrics::counter!("quota_rejections_total", "reason" => "rate_limited").increment(1);
         return Err((rate_limited(&outcome), outcome));
     }
     Ok(outcome)
