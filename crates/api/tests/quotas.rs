@@ -9,7 +9,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{OPERATOR_TOKEN, PASSWORD, TestApp, expect_error, expect_status, parse_sse};
+use common::{
+    OPERATOR_TOKEN, PASSWORD, TestApp, expect_error, expect_status, free_port, parse_sse,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -646,14 +648,6 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]

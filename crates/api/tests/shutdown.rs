@@ -8,23 +8,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Binary, parse_sse};
+use common::{Binary, count_in as count, parse_sse};
 use futures_util::StreamExt;
 use paas_testing::TestDatabase;
 use serde_json::json;
-
-fn count(db: &TestDatabase, query: &str) -> i64 {
-    use diesel::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    diesel::sql_query(format!("SELECT ({query})::bigint AS n"))
-        .get_result::<Count>(&mut db.owner_connection())
-        .unwrap()
-        .n
-}
 
 #[tokio::test]
 async fn sigterm_mid_stream_tells_the_streams_and_loses_nothing() {

@@ -310,17 +310,32 @@ impl TestApp {
 
     /// Counts rows as the database owner, to prove what was (not) written.
     pub fn count(&self, query: &str) -> i64 {
-        use diesel::RunQueryDsl;
-        #[derive(diesel::QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        diesel::sql_query(format!("SELECT ({query})::bigint AS n"))
-            .get_result::<Count>(&mut self.db.owner_connection())
-            .unwrap()
-            .n
+        count_in(&self.db, query)
     }
+}
+
+/// Runs a counting query (`SELECT count(*) …`) on `db` as its owner, bypassing row-level
+/// security, to prove what was (not) written.
+pub fn count_in(db: &TestDatabase, query: &str) -> i64 {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(format!("SELECT ({query})::bigint AS n"))
+        .get_result::<Count>(&mut db.owner_connection())
+        .unwrap()
+        .n
+}
+
+/// A TCP port free on loopback right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Asserts the status and returns the JSON body (or `Value::Null` for an empty body).
@@ -479,11 +494,7 @@ impl Binary {
     /// Starts `agent-paas serve --no-migrate` on `db` (already migrated) with `env`, and waits
     /// until it answers.
     pub async fn start(db: &TestDatabase, env: &[(&str, &str)]) -> Binary {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_agent-paas"));
         command
             .args(["serve", "--no-migrate"])
