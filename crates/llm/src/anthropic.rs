@@ -369,7 +369,7 @@ impl OpenToolUse {
     }
 }
 
-struct MessagesDecoder {
+pub(crate) struct MessagesDecoder {
     tally: Tally,
     tools: BTreeMap<u64, OpenToolUse>,
     called: bool,
@@ -379,7 +379,7 @@ struct MessagesDecoder {
 }
 
 impl MessagesDecoder {
-    fn new(request: &ChatRequest) -> Self {
+    pub(crate) fn new(request: &ChatRequest) -> Self {
         Self {
             tally: Tally::new(request),
             tools: BTreeMap::new(),

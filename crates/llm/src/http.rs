@@ -541,17 +541,289 @@ pub(crate) async fn event_stream(
             )),
         }
     });
-    Ok(chunks.eventsource().map(|item| {
-        item.map_err(|err| match err {
-            EventStreamError::Transport(err) => err,
-            EventStreamError::Utf8(err) => {
-                LlmError::BadResponse(format!("the event stream is not UTF-8: {err}"))
+    Ok(sse_events(Box::pin(chunks)))
+}
+
+/// The most bytes one event may take on the wire (all its lines). Far beyond any real event
+/// (providers send deltas; GLM's largest, a whole tool call, is bounded by `max_tokens`, at
+/// most 32k tokens for an agent), and what bounds the memory and parsing time a body that never
+/// ends an event (garbage, or a stream without newlines) can cost.
+pub(crate) const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+/// Parses a body, arriving as `chunks` split anywhere (inside a UTF-8 character, inside a
+/// `\r\n`), as Server-Sent Events: however it is split, the same events come out.
+///
+/// Bytes that are not UTF-8, an event longer than [`MAX_EVENT_BYTES`] or a body that ends inside
+/// a character are [`LlmError::BadResponse`] as soon as they arrive, after the events complete
+/// before them; the stream ends after its first error.
+pub(crate) fn sse_events<S, B>(chunks: S) -> impl Stream<Item = Result<Event, LlmError>> + Send
+where
+    S: Stream<Item = Result<B, LlmError>> + Send + Unpin,
+    B: AsRef<[u8]> + Send,
+{
+    let state = Checked {
+        chunks,
+        framing: Framing::default(),
+        started: false,
+        error: None,
+        done: false,
+    };
+    let checked = stream::unfold(state, |mut state| async move {
+        if state.done {
+            return None;
+        }
+        if !state.started {
+            // The parser slices a leading BOM off at a byte that is not a character boundary,
+            // and panics: it is given a blank line (which dispatches nothing) first, so it
+            // never sees one, and the BOM is taken off here.
+            state.started = true;
+            return Some((Ok(Piece::Lf), state));
+        }
+        if let Some(err) = state.error.take() {
+            state.done = true;
+            return Some((Err(err), state));
+        }
+        let piece = match state.chunks.next().await {
+            Some(Ok(bytes)) => {
+                let mut checked = state.framing.check(bytes.as_ref());
+                if let Some(err) = checked.error.take() {
+                    state.error = Some(err);
+                }
+                if checked.is_whole(bytes.as_ref()) {
+                    Ok(Piece::Body(bytes))
+                } else {
+                    let part = &bytes.as_ref()[checked.start..checked.end];
+                    Ok(Piece::Part([checked.restored, part].concat()))
+                }
             }
-            EventStreamError::Parser(err) => {
-                LlmError::BadResponse(format!("the event stream is malformed: {err}"))
+            Some(Err(err)) => {
+                state.done = true;
+                Err(err)
             }
+            None => {
+                state.done = true;
+                match state.framing.finish() {
+                    // A CR ends the last line, but the parser waits for a LF that may follow
+                    // it: give it one (CR LF is a single line ending) so the event is not lost.
+                    Ok(true) => Ok(Piece::Lf),
+                    Ok(false) => return None,
+                    Err(err) => Err(err),
+                }
+            }
+        };
+        Some((piece, state))
+    });
+    checked
+        .eventsource()
+        .map(|item| {
+            item.map_err(|err| match err {
+                EventStreamError::Transport(err) => err,
+                EventStreamError::Utf8(err) => {
+                    LlmError::BadResponse(format!("the event stream is not UTF-8: {err}"))
+                }
+                EventStreamError::Parser(err) => {
+                    LlmError::BadResponse(format!("the event stream is malformed: {err}"))
+                }
+            })
         })
-    }))
+        .scan(false, |failed, item| {
+            // The parser would go on to complain about what it still holds: one error is enough.
+            let next = (!*failed).then(|| {
+                *failed = item.is_err();
+                item
+            });
+            futures_util::future::ready(next)
+        })
+}
+
+struct Checked<S> {
+    chunks: S,
+    framing: Framing,
+    started: bool,
+    /// The error found in the last chunk, reported after the bytes before it.
+    error: Option<LlmError>,
+    done: bool,
+}
+
+/// What the SSE parser is given: a chunk as it came; part of one (without a BOM, or the bytes
+/// before an error); or a LF (the blank line it starts with, and the one that completes a CR
+/// at the end of the body).
+enum Piece<B> {
+    Body(B),
+    Part(Vec<u8>),
+    Lf,
+}
+
+impl<B: AsRef<[u8]>> AsRef<[u8]> for Piece<B> {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Piece::Body(bytes) => bytes.as_ref(),
+            Piece::Part(bytes) => bytes,
+            Piece::Lf => b"\n",
+        }
+    }
+}
+
+const BOM: &[u8] = "\u{feff}".as_bytes();
+
+/// What [`sse_events`] checks of the raw bytes before the SSE parser buffers them. The parser
+/// alone takes any invalid UTF-8 for a character cut by a chunk boundary and waits, buffering
+/// the rest of the body, until the body ends; and it buffers an unterminated event without
+/// limit, rescanning it on every chunk.
+#[derive(Debug)]
+struct Framing {
+    /// While the body may still start with a BOM: how many of its bytes have been held back.
+    bom: Option<usize>,
+    /// The start of a UTF-8 character cut off at the end of the last chunk (at most 3 bytes).
+    partial: Vec<u8>,
+    /// Bytes of the body before the current chunk.
+    offset: usize,
+    /// Bytes of the current event so far.
+    event_bytes: usize,
+    /// The last byte ended a line (or nothing has been read yet).
+    line_start: bool,
+    /// The last byte was a CR: a LF right after it ends the same line.
+    after_cr: bool,
+}
+
+impl Default for Framing {
+    fn default() -> Self {
+        Self {
+            bom: Some(0),
+            partial: Vec::new(),
+            offset: 0,
+            event_bytes: 0,
+            line_start: true,
+            after_cr: false,
+        }
+    }
+}
+
+/// What to pass on of a chunk: `restored` (BOM bytes held back from earlier chunks that turned
+/// out not to be one) then `chunk[start..end]`; then the error, if any.
+#[derive(Debug)]
+struct Check {
+    restored: &'static [u8],
+    start: usize,
+    end: usize,
+    error: Option<LlmError>,
+}
+
+impl Check {
+    fn is_whole(&self, chunk: &[u8]) -> bool {
+        self.restored.is_empty() && self.start == 0 && self.end == chunk.len()
+    }
+}
+
+impl Framing {
+    /// Checks the next chunk and says what of it the parser gets: on error, the bytes before
+    /// the fault still are, so the same events come out however the body is split.
+    fn check(&mut self, bytes: &[u8]) -> Check {
+        let (restored, start) = self.strip_bom(bytes);
+        let (end, error) = match self.check_utf8(bytes) {
+            Ok(()) => (bytes.len(), None),
+            Err((valid, error)) => (valid, Some(error)),
+        };
+        let start = start.min(end);
+        for (at, &byte) in bytes.iter().enumerate().take(end).skip(start) {
+            match byte {
+                b'\n' if self.after_cr => self.after_cr = false,
+                b'\r' | b'\n' => {
+                    if self.line_start {
+                        self.event_bytes = 0; // a blank line ends the event
+                    }
+                    self.line_start = true;
+                    self.after_cr = byte == b'\r';
+                }
+                _ => {
+                    self.line_start = false;
+                    self.after_cr = false;
+                    self.event_bytes += 1;
+                    if self.event_bytes > MAX_EVENT_BYTES {
+                        return Check {
+                            restored,
+                            start,
+                            end: at,
+                            error: Some(LlmError::BadResponse(format!(
+                                "an event of the stream is longer than {MAX_EVENT_BYTES} bytes"
+                            ))),
+                        };
+                    }
+                }
+            }
+        }
+        self.offset += bytes.len();
+        Check {
+            restored,
+            start,
+            end,
+            error,
+        }
+    }
+
+    /// Takes a BOM off the start of the body, however it is split: the bytes that may be the
+    /// start of one are held back until it is clear; returns those to restore and where the
+    /// chunk's bytes to pass on start.
+    fn strip_bom(&mut self, bytes: &[u8]) -> (&'static [u8], usize) {
+        let Some(held) = self.bom else {
+            return (&[], 0);
+        };
+        let rest = &BOM[held..];
+        let same = rest
+            .iter()
+            .zip(bytes)
+            .take_while(|(bom, byte)| bom == byte)
+            .count();
+        if same == rest.len() {
+            self.bom = None; // a BOM: dropped
+            (&[], same)
+        } else if same == bytes.len() {
+            self.bom = Some(held + same); // maybe a BOM: wait for the next chunk
+            (&[], same)
+        } else {
+            self.bom = None; // not a BOM: give back what was held
+            (&BOM[..held], 0)
+        }
+    }
+
+    fn check_utf8(&mut self, bytes: &[u8]) -> Result<(), (usize, LlmError)> {
+        let joined;
+        let text = if self.partial.is_empty() {
+            bytes
+        } else {
+            joined = [self.partial.as_slice(), bytes].concat();
+            &joined
+        };
+        let partial = match std::str::from_utf8(text) {
+            Ok(_) => &[][..],
+            // A character cut by the chunk boundary: the next chunk completes it.
+            Err(err) if err.error_len().is_none() => &text[err.valid_up_to()..],
+            Err(err) => {
+                let carried = self.partial.len();
+                return Err((
+                    err.valid_up_to().saturating_sub(carried),
+                    LlmError::BadResponse(format!(
+                        "the event stream is not UTF-8 (at byte {})",
+                        self.offset - carried + err.valid_up_to()
+                    )),
+                ));
+            }
+        };
+        self.partial = partial.to_vec();
+        Ok(())
+    }
+
+    /// The body ended. Says whether its last byte is a CR; a character cut short is an error.
+    fn finish(&self) -> Result<bool, LlmError> {
+        if self.partial.is_empty() {
+            Ok(self.after_cr)
+        } else {
+            Err(LlmError::BadResponse(format!(
+                "the event stream ends inside a UTF-8 character (at byte {})",
+                self.offset - self.partial.len()
+            )))
+        }
+    }
 }
 
 /// A header value holding a secret: marked sensitive so it never shows in debug output.

@@ -8,6 +8,8 @@ pub mod glm;
 pub mod http;
 pub mod mock;
 pub mod openai;
+#[cfg(test)]
+mod properties;
 mod types;
 
 pub use anthropic::{AnthropicConfig, AnthropicProvider};

@@ -323,7 +323,7 @@ struct WireUsage {
 }
 
 /// Decodes `chat.completion.chunk` events.
-struct ChunkDecoder {
+pub(crate) struct ChunkDecoder {
     dialect: Dialect,
     tally: Tally,
     calls: ToolCallAssembler,
@@ -333,7 +333,7 @@ struct ChunkDecoder {
 }
 
 impl ChunkDecoder {
-    fn new(request: &ChatRequest, dialect: Dialect) -> Self {
+    pub(crate) fn new(request: &ChatRequest, dialect: Dialect) -> Self {
         Self {
             dialect,
             tally: Tally::new(request),
@@ -402,7 +402,7 @@ impl Decoder for ChunkDecoder {
                         Some(Value::Null) | None => None,
                         Some(other) => Some(other.to_string()),
                     });
-                    self.tally.add(name.unwrap_or_default());
+                    // Names are counted once a call, at the end: GLM repeats them.
                     self.tally.add(arguments.as_deref().unwrap_or_default());
                     self.calls.fragment(
                         fragment.index,
@@ -432,6 +432,9 @@ impl Decoder for ChunkDecoder {
         }
         let calls = self.calls.take();
         let called = !calls.is_empty();
+        for call in &calls {
+            self.tally.add(&call.name);
+        }
         out.extend(calls.into_iter().map(StreamEvent::ToolCall));
         out.push(StreamEvent::Usage(
             self.tally.usage(self.prompt_tokens, self.completion_tokens),
@@ -528,10 +531,16 @@ impl ToolCallAssembler {
         (!other_function && !other_index).then_some(last)
     }
 
-    /// The complete calls, in the order they started. A call without an id gets one (`call_N`)
-    /// so its result can refer to it; empty arguments become `{}`.
+    /// The complete calls, in the order of their `index` (the message's order, whatever order
+    /// their fragments started in) when every call has one, else in the order they started. A
+    /// call without an id gets one (`call_N`) so its result can refer to it; empty arguments
+    /// become `{}`.
     pub(crate) fn take(&mut self) -> Vec<ToolCall> {
-        std::mem::take(&mut self.calls)
+        let mut calls = std::mem::take(&mut self.calls);
+        if calls.iter().all(|call| call.index.is_some()) {
+            calls.sort_by_key(|call| call.index); // stable: calls all numbered 0 keep their order
+        }
+        calls
             .into_iter()
             .enumerate()
             .map(|(n, call)| ToolCall {

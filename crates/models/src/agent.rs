@@ -243,14 +243,16 @@ pub fn validate_system_prompt(prompt: &str) -> Result<String, Error> {
     Ok(prompt.to_owned())
 }
 
+/// Trims a description; the limit applies to what is kept.
 pub fn validate_description(description: &str) -> Result<String, Error> {
+    let description = description.trim();
     if description.chars().count() > DESCRIPTION_MAX_CHARS {
         return Err(Error::validation(
             "description",
             format!("description must be at most {DESCRIPTION_MAX_CHARS} characters"),
         ));
     }
-    Ok(description.trim().to_owned())
+    Ok(description.to_owned())
 }
 
 /// Tool names must be known and listed once.

@@ -58,7 +58,8 @@ pub fn tenant_name(name: &str) -> Result<String, Error> {
 }
 
 /// Trims and lowercases an email address and checks its shape (one `@`, a non-empty local
-/// part, a dotted domain, no spaces or control characters, at most 254 characters).
+/// part, a dotted domain whose labels are letters, digits and hyphens, not starting or ending
+/// with a hyphen; no spaces or control characters, at most 254 characters).
 pub fn email(raw: &str) -> Result<String, Error> {
     let email = raw.trim().to_lowercase();
     let invalid = || Error::validation("email", "email must be an address like name@example.com");
@@ -78,10 +79,12 @@ pub fn email(raw: &str) -> Result<String, Error> {
         || !domain.contains('.')
         || domain.starts_with('.')
         || domain.ends_with('.')
-        || domain.contains("..")
-        || !domain
-            .chars()
-            .all(|c| c.is_alphanumeric() || c == '.' || c == '-')
+        || !domain.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+        })
     {
         return Err(invalid());
     }

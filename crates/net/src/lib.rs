@@ -67,12 +67,19 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (segments[0] & 0xffc0) == 0xfe80         // fe80::/10 link-local
         || (segments[0] & 0xffc0) == 0xfec0         // fec0::/10 site-local (deprecated)
         || (segments[0] == 0x2001 && segments[1] == 0x0db8) // 2001:db8::/32 documentation
+        || (segments[0] == 0x3fff && segments[1] < 0x1000) // 3fff::/20 documentation
+        || segments[..3] == [0x2001, 0x0002, 0]     // 2001:2::/48 benchmarking
+        || segments[0] == 0x5f00                    // 5f00::/16 segment routing SIDs
+        // 64:ff9b:1::/48 local-use IPv4/IPv6 translation: a site's own NAT64, which may reach
+        // any IPv4 address, private ones included.
+        || segments[..3] == [0x0064, 0xff9b, 0x0001]
         || (segments[0] == 0x0100 && segments[1..4] == [0, 0, 0])) // 100::/64 discard
 }
 
 /// The IPv4 address an IPv6 address carries, for the forms that route to it: IPv4-mapped
-/// (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`), NAT64 (`64:ff9b::/96`), 6to4
-/// (`2002::/16`) and Teredo (`2001::/32`, client address inverted).
+/// (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`), IPv4-translated (`::ffff:0:a.b.c.d`,
+/// SIIT), NAT64 (`64:ff9b::/96`), 6to4 (`2002::/16`) and Teredo (`2001::/32`, client address
+/// inverted).
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();
     let from =
@@ -82,6 +89,9 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     }
     if s[..6] == [0, 0, 0, 0, 0, 0] && !(s[6] == 0 && s[7] <= 1) {
         return Some(from(s[6], s[7])); // IPv4-compatible (excluding :: and ::1)
+    }
+    if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return Some(from(s[6], s[7])); // IPv4-translated
     }
     if s[0] == 0x0064 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
         return Some(from(s[6], s[7])); // NAT64

@@ -118,8 +118,13 @@ pub fn format_number(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < EXACT_INTEGERS {
         return format!("{x:.0}");
     }
-    // Fifteen significant digits: what an f64 holds reliably.
-    let rounded: f64 = format!("{x:.14e}").parse().unwrap_or(x);
+    // Fifteen significant digits: what an f64 holds reliably. Next to f64::MAX, rounding up
+    // leaves the finite range: those keep all their digits rather than print as `inf`.
+    let rounded: f64 = format!("{x:.14e}")
+        .parse()
+        .ok()
+        .filter(|rounded: &f64| rounded.is_finite())
+        .unwrap_or(x);
     let abs = rounded.abs();
     if rounded.fract() == 0.0 && abs < 1e15 {
         format!("{rounded:.0}")
@@ -576,6 +581,10 @@ mod tests {
             ("1 / 3", "0.333333333333333"),
             ("1e-7", "1e-7"),
             ("9007199254740991", "9007199254740991"),
+            // Found by the property tests: these printed as `inf` and `-inf`.
+            ("1.7976931348623157e308", "1.7976931348623157e308"),
+            ("-1.7976931348623157e308 * 1", "-1.7976931348623157e308"),
+            ("1.79769313486231e308", "1.79769313486231e308"),
             (" \t(\n1 )\n", "1"),
             ("((((((((((1))))))))))", "1"),
         ] {
