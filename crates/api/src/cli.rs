@@ -313,7 +313,9 @@ async fn serve(config: Config, migrate: bool) -> Result<(), Error> {
     let redis = state.redis.clone();
     let runs = state.runs.clone();
     let usage = state.usage.clone();
-    tokio::spawn(fail_orphaned_runs(state.db.clone()));
+    // Runs left `running` by a process that died are finished now and then every half lease
+    // (their leases must have expired: a replica still renewing keeps its runs).
+    runs.spawn_orphan_sweep();
     let server = server::build(state, listener).map_err(Error::internal)?;
     tokio::spawn(stop_on_signal(server.handle(), runs.clone()));
     tracing::info!(%addr, "agent-paas listening on http://{addr}");
@@ -329,30 +331,6 @@ async fn serve(config: Config, migrate: bool) -> Result<(), Error> {
     redis.quit().await;
     tracing::info!("agent-paas stopped");
     result
-}
-
-/// Runs cannot last longer than the longest agent time limit; one still `running` well past
-/// that belonged to a process that died (SIGKILL, a crash). Every replica sweeps for them once a
-/// minute; marking them failed is idempotent, so replicas do not need to coordinate.
-async fn fail_orphaned_runs(db: paas_persistence::Db) {
-    let stale_after =
-        chrono::Duration::seconds(i64::from(paas_models::agent::AGENT_MAX_TIMEOUT_SECONDS) + 300);
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tick.tick().await;
-        let before = chrono::Utc::now() - stale_after;
-        match db
-            .anonymous_tx(move |conn| paas_persistence::runs::fail_orphaned(conn, before))
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                runs = n,
-                "marked runs orphaned by a stopped process as failed"
-            ),
-            Err(err) => tracing::debug!(code = err.code(), "could not sweep orphaned runs"),
-        }
-    }
 }
 
 /// Stops the server gracefully (finish in-flight requests, at most 30 s) on SIGTERM or SIGINT.

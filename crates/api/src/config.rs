@@ -36,6 +36,7 @@
 //! | `PAAS_MOCK_CHUNK_DELAY_MS` | `15` | Pause between the built-in mock model's streamed chunks. |
 //! | `PAAS_TOOL_TIMEOUT_SECS` | `15` | Time limit of one tool call. |
 //! | `PAAS_RUN_EVENTS_TTL_SECS` | `3600` | How long a finished run's events stay available for resuming. |
+//! | `PAAS_RUN_LEASE_SECS` | `30` | A run's ownership lease: its process renews it every third of this; a replica marks a run whose lease expired (its process died) `failed` (`interrupted`), releases its tokens and bills it, sweeping every half of this. |
 //! | `PAAS_UPSTREAM_CONNECT_TIMEOUT_SECS` | `10` | Connecting to a model provider. |
 //! | `PAAS_UPSTREAM_FIRST_BYTE_TIMEOUT_SECS` | `60` | Waiting for a provider's response headers. |
 //! | `PAAS_UPSTREAM_IDLE_TIMEOUT_SECS` | `60` | Silence allowed between streamed chunks. |
@@ -109,6 +110,8 @@ pub struct Config {
     pub mock_chunk_delay: Duration,
     pub tool_timeout: Duration,
     pub run_events_ttl: Duration,
+    /// A run's ownership lease (see `runs::recovery`).
+    pub run_lease: Duration,
     pub upstream_connect_timeout: Duration,
     pub upstream_first_byte_timeout: Duration,
     pub upstream_idle_timeout: Duration,
@@ -442,6 +445,7 @@ impl Config {
         };
         let tool_timeout = secs(&mut src, "PAAS_TOOL_TIMEOUT_SECS", 15);
         let run_events_ttl = secs(&mut src, "PAAS_RUN_EVENTS_TTL_SECS", 3600);
+        let run_lease = secs(&mut src, "PAAS_RUN_LEASE_SECS", 30);
         let upstream_connect_timeout = secs(&mut src, "PAAS_UPSTREAM_CONNECT_TIMEOUT_SECS", 10);
         let upstream_first_byte_timeout =
             secs(&mut src, "PAAS_UPSTREAM_FIRST_BYTE_TIMEOUT_SECS", 60);
@@ -528,6 +532,7 @@ impl Config {
             )),
             tool_timeout,
             run_events_ttl,
+            run_lease,
             upstream_connect_timeout,
             upstream_first_byte_timeout,
             upstream_idle_timeout,

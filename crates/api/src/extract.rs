@@ -188,6 +188,21 @@ pub async fn count_request(
     refused
 }
 
+/// Counts a request that has not been counted yet: one that never reached its run's admission
+/// (refused before it, or answered from an idempotency key). Returns the 429 if the count
+/// refuses it.
+pub async fn count_if_uncounted(
+    req: &HttpRequest,
+    state: &AppState,
+    principal: &Principal,
+    plan: &paas_models::TenantPlan,
+) -> Option<Error> {
+    if req.extensions().get::<paas_quota::RateOutcome>().is_some() {
+        return None;
+    }
+    count_request(req, state, principal, plan, None).await
+}
+
 /// Middleware: `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` on every response
 /// to a request that was counted against a rate limit (the IETF draft's fields, in seconds).
 pub async fn rate_limit_headers(

@@ -114,6 +114,10 @@ fn describe() {
         "Database pool connections by state (open, idle, max)"
     );
     describe_gauge!("redis_up", "1 when the Redis connection is up");
+    describe_counter!(
+        "runs_interrupted_total",
+        "Runs whose process died, marked failed (interrupted) and billed by the orphan sweep"
+    );
 }
 
 /// The Prometheus text exposition of every series. Protected by `PAAS_METRICS_TOKEN` when set.

@@ -7,9 +7,15 @@
 //! database, where the run's messages and usage are written when it ends. The final `done`
 //! event is published only after that write, so a client that sees `done` finds the messages
 //! stored. A watcher that goes away changes nothing: the run finishes, is saved and billed.
+//!
+//! A process that dies (SIGKILL, a crash) cannot do any of that: its runs hold ownership leases
+//! that it stops renewing, and another replica (or the process itself, restarted) finishes them
+//! as `interrupted` — see [`recovery`].
+
+mod recovery;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,7 +26,7 @@ use paas_agents::tools::ToolRegistry;
 use paas_core::{Error, RunId, SessionId, TenantId, UserId};
 use paas_llm::{ChatMessage, Provider};
 use paas_models::{MessageRole, ToolCallRecord};
-use paas_persistence::runs::RunOutcome;
+use paas_persistence::runs::{RunLease, RunOutcome, RunProgress};
 use paas_persistence::sessions::NewMessage;
 use paas_persistence::{Db, runs, sessions};
 use tokio::sync::{Notify, mpsc};
@@ -50,6 +56,11 @@ pub struct WireEvent {
 struct EventLog {
     events: Vec<WireEvent>,
     finished_at: Option<Instant>,
+    /// Model calls made and tokens used so far (written to the run's row with its lease).
+    steps: u32,
+    usage: runtime::UsageTotals,
+    /// The run is over and its outcome is being written: its lease is no longer renewed.
+    ended: bool,
 }
 
 /// A run this process owns (or owned recently).
@@ -93,6 +104,29 @@ impl LiveRun {
 
     pub fn is_finished(&self) -> bool {
         self.lock().finished_at.is_some()
+    }
+
+    /// Counts a model call's usage (the run's totals so far).
+    fn record_usage(&self, usage: runtime::UsageTotals) {
+        let mut log = self.lock();
+        log.steps += 1;
+        log.usage = usage;
+    }
+
+    /// What to write with the run's lease, while it still needs one.
+    fn progress(&self) -> Option<RunProgress> {
+        let log = self.lock();
+        (!log.ended && log.finished_at.is_none()).then(|| RunProgress {
+            id: self.id,
+            steps: log.steps,
+            prompt_tokens: log.usage.prompt_tokens,
+            completion_tokens: log.usage.completion_tokens,
+            usage_estimated: log.usage.estimated,
+        })
+    }
+
+    fn end(&self) {
+        self.lock().ended = true;
     }
 
     /// Events after `after` (exclusive), and whether the run has finished.
@@ -169,6 +203,10 @@ struct Inner {
     ttl: Duration,
     quotas: paas_quota::Quotas,
     usage: paas_quota::UsageWriter,
+    /// This process's id in the runs it owns (random, new at every start) and how long their
+    /// leases last.
+    instance: uuid::Uuid,
+    lease: Duration,
     runs: Mutex<HashMap<RunId, Arc<LiveRun>>>,
     idle: Notify,
     /// Cancelled when the process starts shutting down: open SSE streams end with `shutdown`.
@@ -189,7 +227,8 @@ fn event_name(event: &RunEvent) -> &'static str {
 }
 
 impl RunManager {
-    /// Must be called on the runtime that should own the runs.
+    /// Must be called on the runtime that should own the runs. Starts renewing the leases of
+    /// this process's runs every third of `lease` (for as long as the manager lives).
     pub fn new(
         db: Db,
         redis: RedisStore,
@@ -197,8 +236,9 @@ impl RunManager {
         ttl: Duration,
         quotas: paas_quota::Quotas,
         usage: paas_quota::UsageWriter,
+        lease: Duration,
     ) -> Self {
-        Self {
+        let manager = Self {
             inner: Arc::new(Inner {
                 runtime: tokio::runtime::Handle::current(),
                 db,
@@ -207,10 +247,30 @@ impl RunManager {
                 ttl,
                 quotas,
                 usage,
+                instance: uuid::Uuid::new_v4(),
+                lease,
                 runs: Mutex::new(HashMap::new()),
                 idle: Notify::new(),
                 shutdown: CancellationToken::new(),
             }),
+        };
+        tracing::debug!(instance = %manager.inner.instance, "run manager started");
+        manager
+            .inner
+            .runtime
+            .spawn(recovery::renew_leases(Arc::downgrade(&manager.inner)));
+        manager
+    }
+
+    fn from_weak(weak: &Weak<Inner>) -> Option<Self> {
+        weak.upgrade().map(|inner| Self { inner })
+    }
+
+    /// The lease a run this process starts is stored with (its owner: this process).
+    pub fn lease(&self) -> RunLease {
+        RunLease {
+            owner: self.inner.instance,
+            duration: self.inner.lease,
         }
     }
 
@@ -342,6 +402,9 @@ impl RunManager {
                 if matches!(event, RunEvent::Done { .. }) {
                     continue; // published below, after the run is stored
                 }
+                if let RunEvent::Usage(usage) = &event {
+                    live.record_usage(*usage);
+                }
                 if first_token && matches!(event, RunEvent::Message(_)) {
                     first_token = false;
                     metrics::histogram!("time_to_first_token_seconds", "provider" => provider_label.clone())
@@ -354,12 +417,33 @@ impl RunManager {
         };
         let (result, ()) = tokio::join!(run, pump);
 
+        // Its lease is no longer renewed from here (a renewal that found the row finished
+        // would take it for lost): the outcome is written well within what is left of it.
+        live.end();
         let stored = self.store(&live, &result).await;
-        if let Err(err) = &stored {
-            tracing::error!(run = %live.id, code = err.code(), cause = %err.cause_chain(), "could not store a finished run");
+        match &stored {
+            Ok(true) => {}
+            Ok(false) => {
+                // Its lease expired (this process could not renew it) and another replica
+                // marked it interrupted and billed it: give back what it still holds, no more.
+                tracing::warn!(run = %live.id, "a run finished after another replica had marked it interrupted; keeping that outcome and its billing");
+                recovery::release(
+                    &self.inner.quotas,
+                    live.tenant_id,
+                    live.id,
+                    start.metering.quota.started_at,
+                    0,
+                )
+                .await;
+            }
+            Err(err) => {
+                tracing::error!(run = %live.id, code = err.code(), cause = %err.cause_chain(), "could not store a finished run");
+            }
         }
-        self.meter(&live, &start.metering, &result, began.elapsed())
-            .await;
+        if !matches!(stored, Ok(false)) {
+            self.meter(&live, &start.metering, &result, began.elapsed())
+                .await;
+        }
         let done = DoneEvent {
             event: "done",
             data: DoneData {
@@ -368,7 +452,7 @@ impl RunManager {
                 steps: result.steps,
                 run_id: live.id,
                 session_id: live.session_id,
-                stored: stored.is_ok(),
+                stored: matches!(stored, Ok(true)),
             },
         };
         publisher.send(live.push("done", serde_json::to_string(&done).unwrap_or_default()));
@@ -447,8 +531,9 @@ impl RunManager {
     }
 
     /// Writes the run's messages and outcome in one transaction, retrying briefly if the
-    /// database is unavailable.
-    async fn store(&self, live: &LiveRun, result: &RunResult) -> Result<(), Error> {
+    /// database is unavailable. `Ok(false)`: the run was no longer `running` (another replica
+    /// claimed it as interrupted), so nothing was written.
+    async fn store(&self, live: &LiveRun, result: &RunResult) -> Result<bool, Error> {
         let now = chrono::Utc::now();
         let messages: Vec<NewMessage> = match live.session_id {
             None => Vec::new(),
@@ -505,6 +590,10 @@ impl RunManager {
                 .inner
                 .db
                 .tenant_tx(tenant, move |conn| {
+                    // Claimed by another replica: its outcome stands, and nothing is added.
+                    if !runs::finish(conn, tenant, run, &outcome)? {
+                        return Ok(false);
+                    }
                     // The session may have been deleted while the run was going: then only the
                     // run (its outcome and usage) is kept.
                     let live_session = match session {
@@ -517,8 +606,7 @@ impl RunManager {
                         }
                         sessions::touch(conn, tenant, session, outcome.finished_at)?;
                     }
-                    runs::finish(conn, tenant, run, &outcome)?;
-                    Ok(())
+                    Ok(true)
                 })
                 .await;
             match written {

@@ -21,6 +21,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub fn build(state: AppState, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
     let workers = state.config.workers;
     crate::metrics::handle();
+    crate::idempotency::spawn_sweeper(&state);
     let state = web::Data::new(state);
     let openapi = web::Data::new(OpenApiJson(document_json()));
     let server = HttpServer::new(move || {

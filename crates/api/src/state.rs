@@ -79,6 +79,7 @@ impl AppState {
             config.run_events_ttl,
             quotas.clone(),
             usage.clone(),
+            config.run_lease,
         );
         runs.listen_for_cancels()?;
         Ok(Self {

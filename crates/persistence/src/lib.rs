@@ -4,6 +4,7 @@ pub mod agents;
 pub mod api_keys;
 pub mod audit;
 mod error;
+pub mod idempotency;
 pub mod migrations;
 mod pool;
 pub mod providers;

@@ -1,8 +1,11 @@
-//! The `runs` table.
+//! The `runs` table, and the leases that tell a run driven by a live process from one whose
+//! process died (see migration `…_run_leases`).
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Integer, Timestamptz};
+use diesel::sql_types::{Array, Bool, Integer, Nullable, Timestamptz, Uuid as SqlUuid, Varchar};
 use paas_core::{AgentId, ApiKeyId, RunId, SessionId, TenantId, UserId};
 use paas_models::{Run, RunSource, RunStatus, RunUsage};
 use uuid::Uuid;
@@ -80,9 +83,30 @@ pub struct NewRun {
     pub provider: String,
     pub model: String,
     pub started_at: DateTime<Utc>,
+    /// The process that drives the run and its first lease.
+    pub lease: RunLease,
 }
 
+/// Who drives a run, and for how long its lease lasts (from the database's clock) unless
+/// renewed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunLease {
+    /// The driving process's instance id (random per process).
+    pub owner: Uuid,
+    pub duration: Duration,
+}
+
+impl RunLease {
+    fn secs(&self) -> i32 {
+        i32::try_from(self.duration.as_secs().max(1)).unwrap_or(i32::MAX)
+    }
+}
+
+/// Records a run as started, owned by `new.lease.owner` with a lease from now.
 pub fn insert(conn: &mut PgConnection, new: &NewRun) -> Result<(), DbError> {
+    let lease_until = diesel::dsl::sql::<Timestamptz>("now() + make_interval(secs => ")
+        .bind::<Integer, _>(new.lease.secs())
+        .sql(")");
     diesel::insert_into(runs::table)
         .values((
             runs::id.eq(new.id.into_uuid()),
@@ -96,6 +120,8 @@ pub fn insert(conn: &mut PgConnection, new: &NewRun) -> Result<(), DbError> {
             runs::provider.eq(&new.provider),
             runs::model.eq(&new.model),
             runs::started_at.eq(new.started_at),
+            runs::lease_owner.eq(Some(new.lease.owner)),
+            runs::lease_until.eq(lease_until.nullable()),
         ))
         .execute(conn)?;
     Ok(())
@@ -157,17 +183,168 @@ pub fn get(conn: &mut PgConnection, tenant: TenantId, id: RunId) -> Result<Optio
         .transpose()
 }
 
-#[derive(QueryableByName)]
-struct Failed {
-    #[diesel(sql_type = Integer)]
-    n: i32,
+/// What a run in progress has done so far, written with its lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunProgress {
+    pub id: RunId,
+    pub steps: u32,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub usage_estimated: bool,
 }
 
-/// Marks every run left `running` since before `before` as failed (the process that owned it
-/// died), across tenants, through the `paas_fail_orphaned_runs` security-definer function.
-pub fn fail_orphaned(conn: &mut PgConnection, before: DateTime<Utc>) -> Result<u32, DbError> {
-    let failed = diesel::sql_query("SELECT paas_fail_orphaned_runs($1) AS n")
-        .bind::<Timestamptz, _>(before)
-        .get_result::<Failed>(conn)?;
-    Ok(u32::try_from(failed.n).unwrap_or(0))
+#[derive(QueryableByName)]
+struct Renewed {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+}
+
+fn clamp(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Renews, in one statement across tenants, the leases of the runs `lease.owner` drives and
+/// records their progress (through the `paas_renew_run_leases` security-definer function).
+/// Returns the runs renewed: one missing was finished, or claimed by another replica after its
+/// lease expired.
+pub fn renew_leases(
+    conn: &mut PgConnection,
+    lease: RunLease,
+    runs: &[RunProgress],
+) -> Result<Vec<RunId>, DbError> {
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let renewed =
+        diesel::sql_query("SELECT paas_renew_run_leases($1, $2, $3, $4, $5, $6, $7) AS id")
+            .bind::<SqlUuid, _>(lease.owner)
+            .bind::<Integer, _>(lease.secs())
+            .bind::<Array<SqlUuid>, _>(runs.iter().map(|r| r.id.into_uuid()).collect::<Vec<_>>())
+            .bind::<Array<Integer>, _>(runs.iter().map(|r| clamp(r.steps)).collect::<Vec<_>>())
+            .bind::<Array<Integer>, _>(
+                runs.iter()
+                    .map(|r| clamp(r.prompt_tokens))
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Integer>, _>(
+                runs.iter()
+                    .map(|r| clamp(r.completion_tokens))
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Bool>, _>(runs.iter().map(|r| r.usage_estimated).collect::<Vec<_>>())
+            .load::<Renewed>(conn)?;
+    Ok(renewed
+        .into_iter()
+        .map(|r| RunId::from_uuid(r.id))
+        .collect())
+}
+
+#[derive(QueryableByName)]
+struct ClaimedRow {
+    #[diesel(sql_type = SqlUuid)]
+    tenant_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    session_id: Option<Uuid>,
+    #[diesel(sql_type = SqlUuid)]
+    user_id: Uuid,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    api_key_id: Option<Uuid>,
+    #[diesel(sql_type = SqlUuid)]
+    agent_id: Uuid,
+    #[diesel(sql_type = Varchar)]
+    source: String,
+    #[diesel(sql_type = Varchar)]
+    provider: String,
+    #[diesel(sql_type = Varchar)]
+    model: String,
+    #[diesel(sql_type = Integer)]
+    steps: i32,
+    #[diesel(sql_type = Integer)]
+    prompt_tokens: i32,
+    #[diesel(sql_type = Integer)]
+    completion_tokens: i32,
+    #[diesel(sql_type = Bool)]
+    usage_estimated: bool,
+    #[diesel(sql_type = Timestamptz)]
+    started_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    finished_at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    lease_owner: Option<Uuid>,
+}
+
+/// A run claimed from a process that died: now `failed` (`interrupted`), with its usage-ledger
+/// row written. Its steps and tokens are what its owner's last lease renewal recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimedRun {
+    pub tenant_id: TenantId,
+    pub id: RunId,
+    pub session_id: Option<SessionId>,
+    pub user_id: UserId,
+    pub api_key_id: Option<ApiKeyId>,
+    pub agent_id: AgentId,
+    pub source: RunSource,
+    pub provider: String,
+    pub model: String,
+    pub steps: u32,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub usage_estimated: bool,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// The process that drove it (none: a run started by a version without leases).
+    pub lease_owner: Option<Uuid>,
+}
+
+impl ClaimedRun {
+    /// Tokens it is known to have used.
+    pub fn tokens(&self) -> u64 {
+        u64::from(self.prompt_tokens) + u64::from(self.completion_tokens)
+    }
+}
+
+impl TryFrom<ClaimedRow> for ClaimedRun {
+    type Error = DbError;
+
+    fn try_from(row: ClaimedRow) -> Result<Self, DbError> {
+        Ok(ClaimedRun {
+            tenant_id: TenantId::from_uuid(row.tenant_id),
+            id: RunId::from_uuid(row.id),
+            session_id: row.session_id.map(SessionId::from_uuid),
+            user_id: UserId::from_uuid(row.user_id),
+            api_key_id: row.api_key_id.map(ApiKeyId::from_uuid),
+            agent_id: AgentId::from_uuid(row.agent_id),
+            source: parse_stored::<RunSource>("runs.source", &row.source)?,
+            provider: row.provider,
+            model: row.model,
+            steps: u32::try_from(row.steps).unwrap_or(0),
+            prompt_tokens: u32::try_from(row.prompt_tokens).unwrap_or(0),
+            completion_tokens: u32::try_from(row.completion_tokens).unwrap_or(0),
+            usage_estimated: row.usage_estimated,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            lease_owner: row.lease_owner,
+        })
+    }
+}
+
+/// Claims up to `limit` runs orphaned by a dead process, across tenants (through the
+/// `paas_claim_orphaned_runs` security-definer function): `running` with an expired lease, or —
+/// rows without a lease — started more than `unleased_after` ago. Each is marked failed
+/// (`interrupted`) and billed in the usage ledger in the same statement; a run is claimed once,
+/// by one caller.
+pub fn claim_orphaned(
+    conn: &mut PgConnection,
+    unleased_after: Duration,
+    limit: u32,
+) -> Result<Vec<ClaimedRun>, DbError> {
+    diesel::sql_query("SELECT * FROM paas_claim_orphaned_runs($1, $2)")
+        .bind::<Integer, _>(i32::try_from(unleased_after.as_secs()).unwrap_or(i32::MAX))
+        .bind::<Integer, _>(clamp(limit))
+        .load::<ClaimedRow>(conn)?
+        .into_iter()
+        .map(ClaimedRun::try_from)
+        .collect()
 }

@@ -80,6 +80,30 @@ diesel::table! {
 }
 
 diesel::table! {
+    idempotency_keys (tenant_id, user_id, key) {
+        tenant_id -> Uuid,
+        user_id -> Uuid,
+        #[max_length = 255]
+        key -> Varchar,
+        attempt -> Uuid,
+        #[max_length = 16]
+        request_method -> Varchar,
+        #[max_length = 512]
+        request_path -> Varchar,
+        request_hash -> Bytea,
+        status -> Nullable<Int2>,
+        response_headers -> Nullable<Jsonb>,
+        response_body -> Nullable<Bytea>,
+        run_id -> Nullable<Uuid>,
+        stream -> Nullable<Jsonb>,
+        created_at -> Timestamptz,
+        locked_until -> Timestamptz,
+        completed_at -> Nullable<Timestamptz>,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     messages (id) {
         id -> Uuid,
         tenant_id -> Uuid,
@@ -162,6 +186,8 @@ diesel::table! {
         limit_reason -> Nullable<Varchar>,
         started_at -> Timestamptz,
         finished_at -> Nullable<Timestamptz>,
+        lease_owner -> Nullable<Uuid>,
+        lease_until -> Nullable<Timestamptz>,
     }
 }
 
@@ -253,6 +279,7 @@ diesel::joinable!(api_keys -> tenants (tenant_id));
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(audit_events -> tenants (tenant_id));
 diesel::joinable!(chat_sessions -> tenants (tenant_id));
+diesel::joinable!(idempotency_keys -> tenants (tenant_id));
 diesel::joinable!(messages -> tenants (tenant_id));
 diesel::joinable!(providers -> tenants (tenant_id));
 diesel::joinable!(refresh_tokens -> tenants (tenant_id));
@@ -269,6 +296,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     audit_events,
     chat_sessions,
+    idempotency_keys,
     messages,
     providers,
     refresh_tokens,

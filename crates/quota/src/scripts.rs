@@ -100,6 +100,25 @@ end
 return -1
 "#;
 
+/// KEYS: tok (of the run's month), res, runs, resv. ARGV: run id, tokens used.
+/// Settles a run only if its reservation is still held: the run is forgotten either way, but
+/// what it used is counted only when the reservation was there — a run already settled (or whose
+/// reservation expired, or that fail-open admitted without one) is never counted twice. Returns
+/// 0 when nothing was held, 1 when settled, -1 when settled but the counter is missing (it will
+/// be rebuilt from the ledger, which has the run).
+pub const SETTLE_HELD: &str = r#"
+redis.call('ZREM', KEYS[3], ARGV[1])
+local held = redis.call('HGET', KEYS[2], ARGV[1])
+if not held then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('DECRBY', KEYS[4], held)
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('INCRBY', KEYS[1], ARGV[2])
+  return 1
+end
+return -1
+"#;
+
 /// KEYS: tok, res, runs, resv. Returns: used (-1 if the counter is missing), reserved, runs
 /// in progress (after releasing the reservations of runs that outlived any run).
 pub const STATUS: &str = r#"

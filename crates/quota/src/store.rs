@@ -86,6 +86,7 @@ struct Inner {
     local: LocalLimiter,
     admit: Script,
     settle: Script,
+    settle_held: Script,
     status: Script,
     /// When Redis was last found down (ms since `epoch`; 0: not recently).
     down_at: std::sync::atomic::AtomicU64,
@@ -102,7 +103,7 @@ struct Keys {
 }
 
 impl Keys {
-    /// The keys of the settle and status scripts, in their order.
+    /// The keys of the settle, settle-held and status scripts, in their order.
     fn run_keys(&self) -> Vec<&str> {
         vec![
             self.tokens.as_str(),
@@ -146,6 +147,7 @@ impl Quotas {
                 local: LocalLimiter::default(),
                 admit: Script::from_lua(scripts::ADMIT),
                 settle: Script::from_lua(scripts::SETTLE),
+                settle_held: Script::from_lua(scripts::SETTLE_HELD),
                 status: Script::from_lua(scripts::STATUS),
                 down_at: std::sync::atomic::AtomicU64::new(0),
                 epoch: Instant::now(),
@@ -454,6 +456,33 @@ impl Quotas {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    /// Settles a run whose process died (its run row was claimed by the orphan sweep): releases
+    /// its reservation and counts `used` in the month it started — but only if the reservation
+    /// is still held, so a run that was already settled is never counted twice. Returns whether
+    /// a reservation was held.
+    pub async fn settle_held(
+        &self,
+        tenant: TenantId,
+        run: RunId,
+        started_at: DateTime<Utc>,
+        used: u64,
+    ) -> Result<bool, Error> {
+        let keys = self.keys(tenant, None, &period::month_key(started_at));
+        let used = i64::try_from(used).unwrap_or(i64::MAX);
+        self.connected().await.map_err(unavailable)?;
+        let settled: i64 = self
+            .inner
+            .settle_held
+            .evalsha_with_reload(
+                &self.inner.client,
+                keys.run_keys(),
+                vec![fred::types::Value::from(run.to_string()), used.into()],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(settled != 0)
     }
 
     /// The tenant's tokens in the month of `at`: from Redis (rebuilding a lost counter from

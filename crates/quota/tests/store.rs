@@ -204,6 +204,55 @@ async fn settling_gives_back_what_a_run_did_not_use_and_counts_what_it_did() {
 }
 
 #[tokio::test]
+async fn a_recovered_run_is_settled_once_whoever_settles_it() {
+    let f = fixture().await;
+    let quotas = f.quotas(false);
+    let now = Utc::now();
+    // A run whose process died: the sweep settles it with what it is known to have used.
+    let orphan = RunId::new();
+    quotas
+        .admit(&rate(&f, 1_000), &tokens(orphan, 800, 1_000, now))
+        .await
+        .unwrap();
+    assert!(
+        quotas
+            .settle_held(f.tenant, orphan, now, 120)
+            .await
+            .unwrap()
+    );
+    let status = quotas.token_status(f.tenant, now).await.unwrap();
+    assert_eq!(
+        (status.used, status.reserved, status.active_runs),
+        (120, 0, 0)
+    );
+    // A second sweep (or a retry) finds nothing held and counts nothing.
+    assert!(
+        !quotas
+            .settle_held(f.tenant, orphan, now, 120)
+            .await
+            .unwrap()
+    );
+    // A run its owner settled normally is not counted again by a late sweep.
+    let settled = RunId::new();
+    quotas
+        .admit(&rate(&f, 1_000), &tokens(settled, 300, 1_000, now))
+        .await
+        .unwrap();
+    quotas.settle(f.tenant, settled, now, 50).await.unwrap();
+    assert!(
+        !quotas
+            .settle_held(f.tenant, settled, now, 50)
+            .await
+            .unwrap()
+    );
+    let status = quotas.token_status(f.tenant, now).await.unwrap();
+    assert_eq!(
+        (status.used, status.reserved, status.active_runs),
+        (170, 0, 0)
+    );
+}
+
+#[tokio::test]
 async fn extending_a_run_reserves_more_only_while_there_is_room() {
     let f = fixture().await;
     let quotas = f.quotas(false);

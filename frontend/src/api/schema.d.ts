@@ -266,7 +266,9 @@ export interface paths {
          * Sends a chat message to an agent and streams the answer as Server-Sent Events: `message`,
          *     `thought`, `tool_call`, `tool_result`, `usage`, `limit`, `error` and finally `done`, each with
          *     an increasing `id` and JSON data `{"event": ..., "data": ...}`. The run continues if the
-         *     connection drops: resume with `GET /runs/{id}/events` and `Last-Event-ID`.
+         *     connection drops: resume with `GET /runs/{id}/events` and `Last-Event-ID`. With an
+         *     `Idempotency-Key`, a retry follows the same run from its first event instead of starting
+         *     another.
          */
         post: operations["chat_completions"];
         delete?: never;
@@ -657,7 +659,9 @@ export interface paths {
         /**
          * Runs an agent with the caller's messages. With `stream: true` the answer streams as OpenAI
          *     `chat.completion.chunk`s ending with `data: [DONE]` (usage in a last chunk when
-         *     `stream_options.include_usage` is set); otherwise one `chat.completion` with usage.
+         *     `stream_options.include_usage` is set); otherwise one `chat.completion` with usage. With an
+         *     `Idempotency-Key`, a retry gets the same completion (a stream follows the same run again)
+         *     instead of running the agent twice.
          */
         post: operations["chat_completions"];
         delete?: never;
@@ -1726,7 +1730,17 @@ export interface operations {
     create_agent: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes the request safe to retry: 1–255 visible ASCII characters, unique per request
+                 *     (a UUID is a good choice). A retry with the same key and the same body within 24 hours
+                 *     gets the first response again, with `Idempotent-Replayed: true`, and nothing runs twice
+                 *     (a streamed chat answer follows the same run again). The same key with another body is a
+                 *     422 `idempotency_key_reused`; while the first request is still running, a 409
+                 *     `idempotency_request_in_progress`. A first answer of 5xx or 429 is not kept.
+                 */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1760,8 +1774,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Name taken */
+            /** @description agent_name_taken, or idempotency_request_in_progress (a request with this Idempotency-Key is still running; Retry-After) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description idempotency_key_reused: the Idempotency-Key was used for another request */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1903,7 +1926,17 @@ export interface operations {
     create_api_key: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes the request safe to retry: 1–255 visible ASCII characters, unique per request
+                 *     (a UUID is a good choice). A retry with the same key and the same body within 24 hours
+                 *     gets the first response again, with `Idempotent-Replayed: true`, and nothing runs twice
+                 *     (a streamed chat answer follows the same run again). The same key with another body is a
+                 *     422 `idempotency_key_reused`; while the first request is still running, a 409
+                 *     `idempotency_request_in_progress`. A first answer of 5xx or 429 is not kept.
+                 */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1931,6 +1964,24 @@ export interface operations {
             };
             /** @description A scope the caller's role does not allow */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description idempotency_request_in_progress: a request with this Idempotency-Key is still running; Retry-After */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description idempotency_key_reused: the Idempotency-Key was used for another request */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2174,7 +2225,17 @@ export interface operations {
     chat_completions: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes the request safe to retry: 1–255 visible ASCII characters, unique per request
+                 *     (a UUID is a good choice). A retry with the same key and the same body within 24 hours
+                 *     gets the first response again, with `Idempotent-Replayed: true`, and nothing runs twice
+                 *     (a streamed chat answer follows the same run again). The same key with another body is a
+                 *     422 `idempotency_key_reused`; while the first request is still running, a 409
+                 *     `idempotency_request_in_progress`. A first answer of 5xx or 429 is not kept.
+                 */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2187,6 +2248,8 @@ export interface operations {
             /** @description text/event-stream of the run's events */
             200: {
                 headers: {
+                    /** @description `true` on a retry answered from its Idempotency-Key */
+                    "Idempotent-Replayed"?: string;
                     /** @description The run's id (resume with GET /runs/{id}/events) */
                     "X-Run-Id"?: string;
                     /** @description The session the turn belongs to */
@@ -2213,6 +2276,24 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description idempotency_request_in_progress: a request with this Idempotency-Key is still running; Retry-After */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description idempotency_key_reused: the Idempotency-Key was used for another request */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2391,7 +2472,17 @@ export interface operations {
     create_provider: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes the request safe to retry: 1–255 visible ASCII characters, unique per request
+                 *     (a UUID is a good choice). A retry with the same key and the same body within 24 hours
+                 *     gets the first response again, with `Idempotent-Replayed: true`, and nothing runs twice
+                 *     (a streamed chat answer follows the same run again). The same key with another body is a
+                 *     422 `idempotency_key_reused`; while the first request is still running, a 409
+                 *     `idempotency_request_in_progress`. A first answer of 5xx or 429 is not kept.
+                 */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2417,7 +2508,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description provider_name_taken, or idempotency_request_in_progress (a request with this Idempotency-Key is still running; Retry-After) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description idempotency_key_reused: the Idempotency-Key was used for another request */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2675,7 +2776,17 @@ export interface operations {
     create_session: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes the request safe to retry: 1–255 visible ASCII characters, unique per request
+                 *     (a UUID is a good choice). A retry with the same key and the same body within 24 hours
+                 *     gets the first response again, with `Idempotent-Replayed: true`, and nothing runs twice
+                 *     (a streamed chat answer follows the same run again). The same key with another body is a
+                 *     422 `idempotency_key_reused`; while the first request is still running, a 409
+                 *     `idempotency_request_in_progress`. A first answer of 5xx or 429 is not kept.
+                 */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2694,6 +2805,24 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description idempotency_request_in_progress: a request with this Idempotency-Key is still running; Retry-After */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description idempotency_key_reused: the Idempotency-Key was used for another request */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3051,7 +3180,17 @@ export interface operations {
     create_user: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes the request safe to retry: 1–255 visible ASCII characters, unique per request
+                 *     (a UUID is a good choice). A retry with the same key and the same body within 24 hours
+                 *     gets the first response again, with `Idempotent-Replayed: true`, and nothing runs twice
+                 *     (a streamed chat answer follows the same run again). The same key with another body is a
+                 *     422 `idempotency_key_reused`; while the first request is still running, a 409
+                 *     `idempotency_request_in_progress`. A first answer of 5xx or 429 is not kept.
+                 */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3085,8 +3224,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Email taken */
+            /** @description email_taken, or idempotency_request_in_progress (a request with this Idempotency-Key is still running; Retry-After) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description idempotency_key_reused: the Idempotency-Key was used for another request */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3276,7 +3424,17 @@ export interface operations {
     chat_completions: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes the request safe to retry: 1–255 visible ASCII characters, unique per request
+                 *     (a UUID is a good choice). A retry with the same key and the same body within 24 hours
+                 *     gets the first response again, with `Idempotent-Replayed: true`, and nothing runs twice
+                 *     (a streamed chat answer follows the same run again). The same key with another body is a
+                 *     422 `idempotency_key_reused`; while the first request is still running, a 409
+                 *     `idempotency_request_in_progress`. A first answer of 5xx or 429 is not kept.
+                 */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3289,6 +3447,10 @@ export interface operations {
             /** @description chat.completion, or a text/event-stream of chat.completion.chunk */
             200: {
                 headers: {
+                    /** @description `true` on a retry answered from its Idempotency-Key */
+                    "Idempotent-Replayed"?: string;
+                    /** @description The run's id */
+                    "X-Run-Id"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -3307,6 +3469,20 @@ export interface operations {
             };
             /** @description Unknown model (agent) */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description idempotency_request_in_progress: a request with this Idempotency-Key is still running; Retry-After */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description idempotency_key_reused: the Idempotency-Key was used for another request */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,6 +1,6 @@
 //! Agents.
 
-use actix_web::{HttpResponse, delete, get, patch, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use paas_auth::{Action, authorize};
 use paas_core::AgentId;
 use paas_models::Agent;
@@ -8,6 +8,7 @@ use paas_models::Agent;
 use crate::dto::{AgentList, CreateAgentRequest, UpdateAgentRequest};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::Auth;
+use crate::idempotency::{self, IdempotencyKeyHeader, Keyed};
 use crate::services::ClientInfo;
 use crate::services::agents::{self, AgentInput};
 use crate::state::AppState;
@@ -27,33 +28,38 @@ pub async fn list_agents(
 }
 
 /// Creates an agent (admins, or keys with `agents:write`).
-#[utoipa::path(tag = "agents", request_body = CreateAgentRequest,
+#[utoipa::path(tag = "agents", request_body = CreateAgentRequest, params(IdempotencyKeyHeader),
     responses((status = 201, body = Agent), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 409, description = "Name taken", body = ErrorBody)),
+        (status = 409, description = "agent_name_taken, or idempotency_request_in_progress (a request with this Idempotency-Key is still running; Retry-After)", body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "idempotency_key_reused: the Idempotency-Key was used for another request")),
     security(("bearer" = []), ("api_key" = [])))]
 #[post("/agents")]
 pub async fn create_agent(
+    req: HttpRequest,
     state: web::Data<AppState>,
     Auth(principal): Auth,
     client: ClientInfo,
-    body: web::Json<CreateAgentRequest>,
+    Keyed { body, key }: Keyed<web::Json<CreateAgentRequest>>,
 ) -> ApiResult<HttpResponse> {
     authorize(&principal, Action::WriteAgents)?;
-    let b = body.into_inner();
-    let input = AgentInput {
-        name: Some(b.name),
-        display_name: b.display_name,
-        description: b.description,
-        system_prompt: b.system_prompt,
-        provider_id: b.provider_id,
-        model: b.model,
-        temperature: b.temperature.map(Some),
-        max_tokens: b.max_tokens,
-        tools: b.tools,
-        max_steps: b.max_steps,
-        timeout_seconds: b.timeout_seconds,
-    };
-    Ok(HttpResponse::Created().json(agents::create(&state, &principal, input, &client).await?))
+    idempotency::once(&req, &principal, key, move || async move {
+        let b = body.into_inner();
+        let input = AgentInput {
+            name: Some(b.name),
+            display_name: b.display_name,
+            description: b.description,
+            system_prompt: b.system_prompt,
+            provider_id: b.provider_id,
+            model: b.model,
+            temperature: b.temperature.map(Some),
+            max_tokens: b.max_tokens,
+            tools: b.tools,
+            max_steps: b.max_steps,
+            timeout_seconds: b.timeout_seconds,
+        };
+        Ok(HttpResponse::Created().json(agents::create(&state, &principal, input, &client).await?))
+    })
+    .await
 }
 
 /// One agent.

@@ -1,6 +1,6 @@
 //! API keys.
 
-use actix_web::{HttpResponse, delete, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use paas_auth::{Action, authorize};
 use paas_core::{ApiKeyId, Error};
 use secrecy::ExposeSecret;
@@ -8,6 +8,7 @@ use secrecy::ExposeSecret;
 use crate::dto::{ApiKeyList, CreateApiKeyRequest, CreateApiKeyResponse, ListApiKeysQuery};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::Auth;
+use crate::idempotency::{self, IdempotencyKeyHeader, Keyed};
 use crate::services::ClientInfo;
 use crate::services::api_keys::{self, Expiry, KeyFilter};
 use crate::state::AppState;
@@ -40,22 +41,37 @@ pub async fn list_api_keys(
 #[utoipa::path(
     tag = "api-keys",
     request_body = CreateApiKeyRequest,
+    params(IdempotencyKeyHeader),
     responses(
         (status = 201, body = CreateApiKeyResponse),
         (status = 400, body = ErrorBody),
         (status = 403, description = "A scope the caller's role does not allow", body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "idempotency_request_in_progress: a request with this Idempotency-Key is still running; Retry-After"),
+        (status = 422, body = ErrorBody, description = "idempotency_key_reused: the Idempotency-Key was used for another request"),
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
 #[post("/api-keys")]
 pub async fn create_api_key(
+    req: HttpRequest,
     state: web::Data<AppState>,
     Auth(principal): Auth,
     client: ClientInfo,
-    body: web::Json<CreateApiKeyRequest>,
+    Keyed { body, key }: Keyed<web::Json<CreateApiKeyRequest>>,
 ) -> ApiResult<HttpResponse> {
     authorize(&principal, Action::ManageOwnApiKeys)?;
-    let body = body.into_inner();
+    idempotency::once(&req, &principal, key, move || {
+        create_key(state, principal, client, body.into_inner())
+    })
+    .await
+}
+
+async fn create_key(
+    state: web::Data<AppState>,
+    principal: paas_core::Principal,
+    client: ClientInfo,
+    body: CreateApiKeyRequest,
+) -> ApiResult<HttpResponse> {
     let expiry = match (body.expires_at, body.expires_in_days) {
         (Some(_), Some(_)) => {
             return Err(Error::bad_request(

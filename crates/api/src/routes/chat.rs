@@ -3,6 +3,8 @@
 
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use futures_util::StreamExt;
+use futures_util::stream::LocalBoxStream;
 use paas_auth::{Action, authorize};
 use paas_core::{Error, Principal, RunId};
 use paas_models::Run;
@@ -10,7 +12,8 @@ use paas_persistence::runs;
 
 use crate::dto::{ChatRequest, EventsQuery};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Auth, ChatAuth, count_request};
+use crate::extract::{Auth, ChatAuth, count_if_uncounted, count_request};
+use crate::idempotency::{self, IdempotencyKeyHeader, Keyed, StreamFormat, Streamed};
 use crate::services::chat::{ChatInput, start_chat};
 use crate::state::AppState;
 
@@ -33,14 +36,19 @@ fn sse_response(
 /// Sends a chat message to an agent and streams the answer as Server-Sent Events: `message`,
 /// `thought`, `tool_call`, `tool_result`, `usage`, `limit`, `error` and finally `done`, each with
 /// an increasing `id` and JSON data `{"event": ..., "data": ...}`. The run continues if the
-/// connection drops: resume with `GET /runs/{id}/events` and `Last-Event-ID`.
-#[utoipa::path(tag = "chat", request_body = ChatRequest,
+/// connection drops: resume with `GET /runs/{id}/events` and `Last-Event-ID`. With an
+/// `Idempotency-Key`, a retry follows the same run from its first event instead of starting
+/// another.
+#[utoipa::path(tag = "chat", request_body = ChatRequest, params(IdempotencyKeyHeader),
     responses(
         (status = 200, description = "text/event-stream of the run's events",
             headers(("X-Run-Id" = String, description = "The run's id (resume with GET /runs/{id}/events)"),
-                    ("X-Session-Id" = String, description = "The session the turn belongs to"))),
+                    ("X-Session-Id" = String, description = "The session the turn belongs to"),
+                    ("Idempotent-Replayed" = String, description = "`true` on a retry answered from its Idempotency-Key"))),
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody, description = "Not allowed, or plan_limit_reached (sessions per day)"),
         (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "idempotency_request_in_progress: a request with this Idempotency-Key is still running; Retry-After"),
+        (status = 422, body = ErrorBody, description = "idempotency_key_reused: the Idempotency-Key was used for another request"),
         (status = 429, body = ErrorBody, description = "rate_limited, token_quota_exceeded or too_many_concurrent_runs; Retry-After says when to retry"),
         (status = 503, body = ErrorBody, description = "quota_unavailable (Redis is down and quotas fail closed); Retry-After")),
     security(("bearer" = []), ("api_key" = [])))]
@@ -49,26 +57,49 @@ pub async fn chat_completions(
     req: HttpRequest,
     state: web::Data<AppState>,
     ChatAuth(principal, plan): ChatAuth,
-    body: Result<web::Json<ChatRequest>, actix_web::Error>,
+    Keyed { body, key }: Keyed<Result<web::Json<ChatRequest>, actix_web::Error>>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let mut rate = None;
-    let started = async {
+    let reply = async {
         authorize(&principal, Action::Chat).map_err(ApiError)?;
         let body = body?.into_inner();
-        let input = ChatInput {
-            agent: body.agent.or(body.agent_type),
-            message: body.message,
-            session_id: body.session_id,
-        };
-        let started = start_chat(&state, &principal, &plan, input, &mut rate).await;
-        Ok::<_, actix_web::Error>(started.map_err(ApiError)?)
+        let (work_req, work_state) = (req.clone(), state.clone());
+        let work = move || start(work_req, work_state, principal, plan, body);
+        Ok::<_, actix_web::Error>(idempotency::once(&req, &principal, key, work).await?)
     }
     .await;
-    if let Some(refused) = count_request(&req, &state, &principal, &plan, rate).await {
+    if let Some(refused) = count_if_uncounted(&req, &state, &principal, &plan).await {
         return Err(ApiError(refused).into());
     }
+    reply
+}
+
+/// Starts the turn's run and answers with its events.
+async fn start(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+    plan: paas_models::TenantPlan,
+    body: ChatRequest,
+) -> ApiResult<HttpResponse> {
+    let input = ChatInput {
+        agent: body.agent.or(body.agent_type),
+        message: body.message,
+        session_id: body.session_id,
+    };
+    let mut rate = None;
+    let started = start_chat(&state, &principal, &plan, input, &mut rate).await;
+    if let Some(refused) = count_request(&req, &state, &principal, &plan, rate).await {
+        return Err(ApiError(refused));
+    }
     let run = started?.run;
-    Ok(sse_response(run.id, run.session_id).streaming(state.runs.sse(run.id, 0, None)))
+    let mut response =
+        sse_response(run.id, run.session_id).streaming(state.runs.sse(run.id, 0, None));
+    Streamed {
+        run: run.id,
+        format: StreamFormat::RunEvents,
+    }
+    .mark(&mut response);
+    Ok(response)
 }
 
 /// Reads a run this caller may see: their own, or any in the tenant for an admin.
@@ -144,8 +175,18 @@ pub async fn run_events(
     let after = last_event_id(req.headers(), query.last_event_id)?;
     // The events hold the conversation: only its own user may read them.
     let run = visible_run(&state, &principal, id.into_inner(), false).await?;
-    // If the events have expired, a finished run still ends the stream with its outcome.
-    let fallback = run.status.is_finished().then(|| {
+    Ok(sse_response(run.id, run.session_id).streaming(follow(&state, run.id, Some(&run), after)))
+}
+
+/// A run's events after `after` as SSE bytes. If they have expired, a finished run (`run`, as
+/// stored) still ends the stream with its outcome.
+fn follow(
+    state: &AppState,
+    id: RunId,
+    run: Option<&Run>,
+    after: u64,
+) -> LocalBoxStream<'static, Result<bytes::Bytes, actix_web::Error>> {
+    let fallback = run.filter(|run| run.status.is_finished()).map(|run| {
         serde_json::json!({
             "event": "done",
             "data": {
@@ -155,7 +196,22 @@ pub async fn run_events(
         })
         .to_string()
     });
-    Ok(sse_response(run.id, run.session_id).streaming(state.runs.sse(run.id, after, fallback)))
+    state.runs.sse(id, after, fallback).boxed_local()
+}
+
+/// A run's events from the first, for answering a retry of the chat request that started it
+/// (see [`crate::idempotency`]).
+pub(crate) async fn replay_events(
+    state: &AppState,
+    principal: &Principal,
+    id: RunId,
+) -> Result<LocalBoxStream<'static, Result<bytes::Bytes, actix_web::Error>>, Error> {
+    let tenant = principal.tenant_id;
+    let run = state
+        .db
+        .tenant_tx(tenant, move |conn| runs::get(conn, tenant, id))
+        .await?;
+    Ok(follow(state, id, run.as_ref(), 0))
 }
 
 /// Stops a running run. It ends with status `cancelled`; what it wrote so far is kept.

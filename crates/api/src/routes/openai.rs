@@ -3,19 +3,23 @@
 //! response, chunk and error shapes, so the official SDKs work with only `base_url` and
 //! `api_key` set. Unknown request fields are ignored, as OpenAI does.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, get, post, web};
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use paas_auth::{Action, authorize};
-use paas_core::{Error, ErrorKind};
+use paas_core::{Error, ErrorKind, RunId};
 use paas_llm::ChatMessage;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, status_of};
-use crate::extract::{Auth, ChatAuth, count_request};
+use crate::extract::{Auth, ChatAuth, count_if_uncounted, count_request};
+use crate::idempotency::{self, IdempotencyKeyHeader, Keyed, StreamFormat, Streamed};
 use crate::runs::WireEvent;
 use crate::services::chat::{MAX_MESSAGES, OpenAiInput, check_message, start_openai};
 use crate::services::{agents, chat};
@@ -355,10 +359,16 @@ fn usage_json(done: Option<&WireEvent>) -> Value {
 
 /// Runs an agent with the caller's messages. With `stream: true` the answer streams as OpenAI
 /// `chat.completion.chunk`s ending with `data: [DONE]` (usage in a last chunk when
-/// `stream_options.include_usage` is set); otherwise one `chat.completion` with usage.
-#[utoipa::path(tag = "openai", request_body = CompletionRequest,
-    responses((status = 200, description = "chat.completion, or a text/event-stream of chat.completion.chunk"),
+/// `stream_options.include_usage` is set); otherwise one `chat.completion` with usage. With an
+/// `Idempotency-Key`, a retry gets the same completion (a stream follows the same run again)
+/// instead of running the agent twice.
+#[utoipa::path(tag = "openai", request_body = CompletionRequest, params(IdempotencyKeyHeader),
+    responses((status = 200, description = "chat.completion, or a text/event-stream of chat.completion.chunk",
+            headers(("X-Run-Id" = String, description = "The run's id"),
+                    ("Idempotent-Replayed" = String, description = "`true` on a retry answered from its Idempotency-Key"))),
         (status = 400), (status = 401), (status = 404, description = "Unknown model (agent)"),
+        (status = 409, description = "idempotency_request_in_progress: a request with this Idempotency-Key is still running; Retry-After"),
+        (status = 422, description = "idempotency_key_reused: the Idempotency-Key was used for another request"),
         (status = 429, description = "rate_limited, token_quota_exceeded or too_many_concurrent_runs; Retry-After says when to retry"),
         (status = 502), (status = 503, description = "quota_unavailable; Retry-After")),
     security(("bearer" = []), ("api_key" = [])))]
@@ -367,20 +377,26 @@ pub async fn chat_completions(
     req: HttpRequest,
     state: web::Data<AppState>,
     auth: Result<ChatAuth, ApiError>,
-    body: Result<web::Json<CompletionRequest>, actix_web::Error>,
+    Keyed { body, key }: Keyed<Result<web::Json<CompletionRequest>, actix_web::Error>>,
 ) -> Result<HttpResponse, actix_web::Error> {
     // Credentials are checked before the body, as for every other route.
     let ChatAuth(principal, plan) = auth.map_err(OpenAiError::from)?;
-    let mut rate = None;
     let reply = async {
         authorize(&principal, Action::Chat).map_err(OpenAiError::from)?;
-        let body = body?;
-        Ok::<_, actix_web::Error>(
-            complete(&state, principal, &plan, body.into_inner(), &mut rate).await?,
-        )
+        let body = body?.into_inner();
+        let (work_req, work_state) = (req.clone(), state.clone());
+        let work = move || async move {
+            let mut rate = None;
+            let reply = complete(&work_state, principal, &plan, body, &mut rate).await;
+            match count_request(&work_req, &work_state, &principal, &plan, rate).await {
+                Some(refused) => Err(OpenAiError(refused)),
+                None => reply,
+            }
+        };
+        Ok::<_, actix_web::Error>(idempotency::once(&req, &principal, key, work).await?)
     }
     .await;
-    if let Some(refused) = count_request(&req, &state, &principal, &plan, rate).await {
+    if let Some(refused) = count_if_uncounted(&req, &state, &principal, &plan).await {
         return Err(OpenAiError(refused).into());
     }
     reply
@@ -409,7 +425,6 @@ async fn complete(
         })?;
     let started = start_openai(state, &principal, plan, agent, input, rate).await?;
     let run = started.run;
-    let id = format!("chatcmpl-{}", run.id.as_uuid().simple());
     let created = chrono::Utc::now().timestamp();
     let model = started.agent.name.clone();
     let events = state.runs.watch(run.id, 0);
@@ -428,7 +443,7 @@ async fn complete(
         return Ok(HttpResponse::Ok()
             .insert_header(("X-Run-Id", run.id.to_string()))
             .json(json!({
-                "id": id,
+                "id": completion_id(run.id),
                 "object": "chat.completion",
                 "created": created,
                 "model": model,
@@ -443,6 +458,46 @@ async fn complete(
             })));
     }
 
+    let mut response = HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("X-Accel-Buffering", "no"))
+        .insert_header(("X-Run-Id", run.id.to_string()))
+        .streaming(chunk_stream(
+            events,
+            run.id,
+            created,
+            model.clone(),
+            include_usage,
+        ));
+    Streamed {
+        run: run.id,
+        format: StreamFormat::OpenAiChunks {
+            created,
+            model,
+            include_usage,
+        },
+    }
+    .mark(&mut response);
+    Ok(response)
+}
+
+/// A completion's id: the run's.
+fn completion_id(run: RunId) -> String {
+    format!("chatcmpl-{}", run.as_uuid().simple())
+}
+
+/// A run's events as OpenAI `chat.completion.chunk` frames ending with `data: [DONE]` (an
+/// error ends the stream in OpenAI's error shape). The same run, `created`, `model` and
+/// `include_usage` give the same bytes, so a retry with an idempotency key can follow the run
+/// again.
+pub(crate) fn chunk_stream(
+    events: impl Stream<Item = WireEvent> + 'static,
+    run: RunId,
+    created: i64,
+    model: String,
+    include_usage: bool,
+) -> impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static {
+    let id = completion_id(run);
     let chunk = move |delta: Value, finish: Option<&str>| {
         json!({
             "id": id,
@@ -455,9 +510,14 @@ async fn complete(
     };
     let frame = |value: &Value| Bytes::from(format!("data: {value}\n\n"));
     let mut seen: Vec<WireEvent> = Vec::new();
+    let ended = Arc::new(AtomicBool::new(false));
+    let ended_seen = Arc::clone(&ended);
     let first = frame(&chunk(json!({"role": "assistant", "content": ""}), None));
-    let body = futures_util::stream::once(async move { Ok::<_, actix_web::Error>(first) })
+    futures_util::stream::once(async move { Ok::<_, actix_web::Error>(first) })
         .chain(events.map(move |event| {
+            if matches!(&*event.name, "error" | "done") {
+                ended_seen.store(true, Ordering::Relaxed);
+            }
             let out = match &*event.name {
                 "message" => frame(&chunk(json!({"content": event_data(&event)}), None)),
                 "error" => {
@@ -485,10 +545,21 @@ async fn complete(
             seen.push(event);
             Ok(out)
         }))
-        .filter(|chunk| futures_util::future::ready(!matches!(chunk, Ok(b) if b.is_empty())));
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("X-Accel-Buffering", "no"))
-        .insert_header(("X-Run-Id", run.id.to_string()))
-        .streaming(body))
+        .chain(futures_util::stream::once(async move {
+            // The events stopped before the run's end: they cannot be read (Redis is down), or
+            // they have expired (a retry long after the run, see `PAAS_RUN_EVENTS_TTL_SECS`).
+            if ended.load(Ordering::Relaxed) {
+                return Ok(Bytes::new());
+            }
+            let err = Error::unavailable(
+                "events_unavailable",
+                "this run's events cannot be read (they expire some time after the run ends)",
+                1,
+            );
+            Ok(Bytes::from(format!(
+                "data: {}\n\ndata: [DONE]\n\n",
+                error_json(&err)
+            )))
+        }))
+        .filter(|chunk| futures_util::future::ready(!matches!(chunk, Ok(b) if b.is_empty())))
 }

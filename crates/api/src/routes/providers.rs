@@ -1,6 +1,6 @@
 //! Model provider credentials (admins). API keys are write-only.
 
-use actix_web::{HttpResponse, delete, get, patch, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use paas_auth::{Action, authorize};
 use paas_core::ProviderId;
 use paas_models::{Provider, ProviderKind};
@@ -8,6 +8,7 @@ use paas_models::{Provider, ProviderKind};
 use crate::dto::{CreateProviderRequest, ProviderList, UpdateProviderRequest};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::Auth;
+use crate::idempotency::{self, IdempotencyKeyHeader, Keyed};
 use crate::services::ClientInfo;
 use crate::services::providers::{self, NewProviderInput, ProviderUpdate};
 use crate::state::AppState;
@@ -37,26 +38,33 @@ pub async fn list_providers(
 }
 
 /// Adds provider credentials.
-#[utoipa::path(tag = "providers", request_body = CreateProviderRequest,
-    responses((status = 201, body = Provider), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+#[utoipa::path(tag = "providers", request_body = CreateProviderRequest, params(IdempotencyKeyHeader),
+    responses((status = 201, body = Provider), (status = 400, body = ErrorBody),
+        (status = 409, description = "provider_name_taken, or idempotency_request_in_progress (a request with this Idempotency-Key is still running; Retry-After)", body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "idempotency_key_reused: the Idempotency-Key was used for another request")),
     security(("bearer" = []), ("api_key" = [])))]
 #[post("/providers")]
 pub async fn create_provider(
+    req: HttpRequest,
     state: web::Data<AppState>,
     Auth(principal): Auth,
     client: ClientInfo,
-    body: web::Json<CreateProviderRequest>,
+    Keyed { body, key }: Keyed<web::Json<CreateProviderRequest>>,
 ) -> ApiResult<HttpResponse> {
     authorize(&principal, Action::ManageProviders)?;
-    let b = body.into_inner();
-    let input = NewProviderInput {
-        name: b.name,
-        kind: b.kind,
-        base_url: b.base_url,
-        api_key: b.api_key,
-        default_model: b.default_model,
-    };
-    Ok(HttpResponse::Created().json(providers::create(&state, &principal, input, &client).await?))
+    idempotency::once(&req, &principal, key, move || async move {
+        let b = body.into_inner();
+        let input = NewProviderInput {
+            name: b.name,
+            kind: b.kind,
+            base_url: b.base_url,
+            api_key: b.api_key,
+            default_model: b.default_model,
+        };
+        let created = providers::create(&state, &principal, input, &client).await?;
+        Ok(HttpResponse::Created().json(created))
+    })
+    .await
 }
 
 /// One provider.

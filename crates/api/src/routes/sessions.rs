@@ -1,7 +1,7 @@
 //! Chat sessions and their history.
 
 use actix_web::http::header;
-use actix_web::{HttpResponse, delete, get, patch, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use paas_auth::{Action, authorize};
 use paas_core::{Error, SessionId};
 use paas_models::ChatSession;
@@ -13,6 +13,7 @@ use crate::dto::{
 };
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::Auth;
+use crate::idempotency::{self, IdempotencyKeyHeader, Keyed};
 use crate::services::sessions::{self, ExportFormat};
 use crate::state::AppState;
 
@@ -38,19 +39,25 @@ pub async fn list_sessions(
 }
 
 /// Starts an empty session with an agent (chatting without `session_id` does this too).
-#[utoipa::path(tag = "sessions", request_body = CreateSessionRequest,
-    responses((status = 201, body = ChatSession), (status = 404, body = ErrorBody)),
+#[utoipa::path(tag = "sessions", request_body = CreateSessionRequest, params(IdempotencyKeyHeader),
+    responses((status = 201, body = ChatSession), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "idempotency_request_in_progress: a request with this Idempotency-Key is still running; Retry-After"),
+        (status = 422, body = ErrorBody, description = "idempotency_key_reused: the Idempotency-Key was used for another request")),
     security(("bearer" = []), ("api_key" = [])))]
 #[post("/sessions")]
 pub async fn create_session(
+    req: HttpRequest,
     state: web::Data<AppState>,
     Auth(principal): Auth,
-    body: web::Json<CreateSessionRequest>,
+    Keyed { body, key }: Keyed<web::Json<CreateSessionRequest>>,
 ) -> ApiResult<HttpResponse> {
     authorize(&principal, Action::WriteSessions)?;
-    let body = body.into_inner();
-    Ok(HttpResponse::Created()
-        .json(sessions::create(&state, &principal, &body.agent, body.title).await?))
+    idempotency::once(&req, &principal, key, move || async move {
+        let body = body.into_inner();
+        let session = sessions::create(&state, &principal, &body.agent, body.title).await?;
+        Ok(HttpResponse::Created().json(session))
+    })
+    .await
 }
 
 /// One of the caller's sessions.

@@ -1,6 +1,6 @@
 //! Users of the caller's tenant (admins).
 
-use actix_web::{HttpResponse, delete, get, patch, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use paas_auth::{Action, authorize};
 use paas_core::UserId;
 use paas_models::User;
@@ -12,6 +12,7 @@ use crate::dto::{
 };
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::Auth;
+use crate::idempotency::{self, IdempotencyKeyHeader, Keyed};
 use crate::services::{ClientInfo, users};
 use crate::state::AppState;
 
@@ -48,36 +49,42 @@ pub async fn list_users(
 #[utoipa::path(
     tag = "users",
     request_body = CreateUserRequest,
+    params(IdempotencyKeyHeader),
     responses(
         (status = 201, body = CreateUserResponse),
         (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody),
-        (status = 409, description = "Email taken", body = ErrorBody),
+        (status = 409, description = "email_taken, or idempotency_request_in_progress (a request with this Idempotency-Key is still running; Retry-After)", body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "idempotency_key_reused: the Idempotency-Key was used for another request"),
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
 #[post("/users")]
 pub async fn create_user(
+    req: HttpRequest,
     state: web::Data<AppState>,
     Auth(principal): Auth,
     client: ClientInfo,
-    body: web::Json<CreateUserRequest>,
+    Keyed { body, key }: Keyed<web::Json<CreateUserRequest>>,
 ) -> ApiResult<HttpResponse> {
     authorize(&principal, Action::ManageUsers)?;
-    let body = body.into_inner();
-    let input = users::NewUserInput {
-        email: body.email,
-        role: body.role,
-        display_name: body.display_name,
-        password: body.password,
-    };
-    let created = users::create(&state, &principal, input, &client).await?;
-    Ok(HttpResponse::Created().json(CreateUserResponse {
-        user: created.user,
-        temporary_password: created
-            .temporary_password
-            .map(|p| p.expose_secret().to_owned()),
-    }))
+    idempotency::once(&req, &principal, key, move || async move {
+        let body = body.into_inner();
+        let input = users::NewUserInput {
+            email: body.email,
+            role: body.role,
+            display_name: body.display_name,
+            password: body.password,
+        };
+        let created = users::create(&state, &principal, input, &client).await?;
+        Ok(HttpResponse::Created().json(CreateUserResponse {
+            user: created.user,
+            temporary_password: created
+                .temporary_password
+                .map(|p| p.expose_secret().to_owned()),
+        }))
+    })
+    .await
 }
 
 /// One user of the tenant.

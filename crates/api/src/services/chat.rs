@@ -192,6 +192,7 @@ pub async fn start_chat(
         provider: provider_kind.to_owned(),
         model: agent.model.clone(),
         started_at: now,
+        lease: state.runs.lease(),
     };
     let agent_id = agent.id;
     let sessions_per_day = plan.limits().max_sessions_per_day;
@@ -323,6 +324,7 @@ pub async fn start_openai(
         provider: provider_kind.to_owned(),
         model: agent.model.clone(),
         started_at: run_quota.started_at,
+        lease: state.runs.lease(),
     };
     let stored = state
         .db
