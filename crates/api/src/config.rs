@@ -48,6 +48,7 @@
 //! | `PAAS_TRACES_FILTER` | `info` | Which spans are exported (EnvFilter syntax), independent of `RUST_LOG`. |
 //! | `PAAS_METRICS_TOKEN` | unset (open) | When set, `GET /metrics` requires `Authorization: Bearer <token>`. |
 //! | `PAAS_QUOTA_FAIL_OPEN` | `false` | While Redis is unavailable, admit chats without a token reservation (`true`) instead of answering 503. |
+//! | `PAAS_CONFIG_CACHE` | `true` | Keep API keys, agents and provider clients in memory (changes reach every replica at once over Redis; off while Redis is unreachable). `false` reads them from PostgreSQL on every request. |
 //!
 //! Any secret (`DATABASE_URL`, `REDIS_URL`, `PAAS_JWT_SECRET`, `PAAS_JWT_SECRET_PREVIOUS`,
 //! `PAAS_MASTER_KEY`, `PAAS_MASTER_KEY_PREVIOUS`, `OPENAI_API_KEY`, `ZHIPUAI_API_KEY`,
@@ -120,6 +121,8 @@ pub struct Config {
     pub metrics_token: Option<SecretString>,
     pub web_dir: Option<std::path::PathBuf>,
     pub quota_fail_open: bool,
+    /// Cache API keys, agents and provider clients in memory (see `crate::cache`).
+    pub config_cache: bool,
     /// Secrets that were generated because none were configured (development only), so the
     /// server can warn that sessions will not survive a restart.
     pub generated_secrets: Vec<&'static str>,
@@ -543,6 +546,7 @@ impl Config {
             metrics_token: src.secret("PAAS_METRICS_TOKEN"),
             web_dir: src.var("PAAS_WEB_DIR").map(std::path::PathBuf::from),
             quota_fail_open: src.flag("PAAS_QUOTA_FAIL_OPEN", false),
+            config_cache: src.flag("PAAS_CONFIG_CACHE", true),
             generated_secrets: generated,
             warnings,
         };

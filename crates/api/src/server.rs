@@ -58,6 +58,9 @@ pub fn build(state: AppState, listener: TcpListener) -> std::io::Result<actix_we
             .default_service(web::to(crate::web::dashboard))
     })
     .workers(workers)
+    // Streamed answers are many small writes: without TCP_NODELAY, Nagle's algorithm holds each
+    // one back until the client acknowledges the last (up to its 40 ms delayed ACK).
+    .tcp_nodelay(true)
     .shutdown_timeout(30)
     .disable_signals()
     .listen(listener)?

@@ -29,6 +29,7 @@ pub struct AppState {
     pub runs: RunManager,
     pub quotas: paas_quota::Quotas,
     pub usage: paas_quota::UsageWriter,
+    pub cache: crate::cache::ConfigCache,
 }
 
 impl AppState {
@@ -82,6 +83,7 @@ impl AppState {
             config.run_lease,
         );
         runs.listen_for_cancels()?;
+        let cache = crate::cache::ConfigCache::start(redis.clone(), config.config_cache)?;
         Ok(Self {
             passwords: PasswordHasher::new(config.bcrypt_cost),
             cipher,
@@ -89,6 +91,7 @@ impl AppState {
             runs,
             quotas,
             usage,
+            cache,
             config: Arc::new(config),
             db,
             redis,

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    OPERATOR_TOKEN, PASSWORD, TestApp, expect_error, expect_status, free_port, parse_sse,
+    OPERATOR_TOKEN, PASSWORD, PrivateRedis, TestApp, expect_error, expect_status, free_port,
+    parse_sse,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -602,51 +603,6 @@ async fn usage_reports_group_runs_and_show_each_caller_what_they_may_see() {
             .await
             .unwrap();
         expect_error(response, StatusCode::BAD_REQUEST, code).await;
-    }
-}
-
-/// A Redis server of this test's own, so stopping it disturbs no other test.
-struct PrivateRedis {
-    port: u16,
-    child: std::process::Child,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> Self {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server");
-        Self { port, child }
-    }
-
-    async fn wait_ready(&self) {
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("redis-server did not start");
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

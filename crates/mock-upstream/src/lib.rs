@@ -103,6 +103,8 @@ pub fn server(
     })
     .workers(workers)
     .backlog(4096)
+    // A stream is many small writes; Nagle's algorithm would hold them back.
+    .tcp_nodelay(true)
     // Longer than the idle timeout of usual client pools, so a load generator does not race
     // the server closing a pooled connection.
     .keep_alive(Duration::from_secs(75))

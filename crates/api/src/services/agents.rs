@@ -113,7 +113,7 @@ pub async fn create(
     let tenant = principal.tenant_id;
     let now = state.clock.now();
     let ctx = AuditContext::for_principal(principal, client, now);
-    state
+    let result = state
         .db
         .tenant_tx(tenant, move |conn| {
             // Locks the quota row: concurrent creates cannot both take the last place.
@@ -135,7 +135,8 @@ pub async fn create(
             )?;
             Ok(agent)
         })
-        .await
+        .await;
+    state.cache.changed(tenant, result).await
 }
 
 pub async fn list(state: &AppState, principal: &Principal) -> Result<Vec<Agent>, Error> {
@@ -163,14 +164,21 @@ pub async fn find(
 ) -> Result<Agent, Error> {
     let tenant = principal.tenant_id;
     let key = id_or_name.trim().to_owned();
-    state
+    if let Some(agent) = state.cache.agent(tenant, &key) {
+        return Ok(agent);
+    }
+    let stamp = state.cache.stamp();
+    let lookup = key.clone();
+    let agent = state
         .db
-        .tenant_tx(tenant, move |conn| match key.parse::<AgentId>() {
+        .tenant_tx(tenant, move |conn| match lookup.parse::<AgentId>() {
             Ok(id) => agents::get(conn, tenant, id),
-            Err(_) => agents::get_by_name(conn, tenant, &key),
+            Err(_) => agents::get_by_name(conn, tenant, &lookup),
         })
         .await?
-        .ok_or_else(|| Error::not_found("agent"))
+        .ok_or_else(|| Error::not_found("agent"))?;
+    state.cache.put_agent(stamp, tenant, &key, &agent);
+    Ok(agent)
 }
 
 pub async fn update(
@@ -205,7 +213,7 @@ pub async fn update(
     let tenant = principal.tenant_id;
     let now = state.clock.now();
     let ctx = AuditContext::for_principal(principal, client, now);
-    state
+    let result = state
         .db
         .tenant_tx(tenant, move |conn| {
             let agent = agents::replace(conn, tenant, id, &fields, now)?.ok_or_else(|| Error::not_found("agent"))?;
@@ -219,7 +227,8 @@ pub async fn update(
             )?;
             Ok(agent)
         })
-        .await
+        .await;
+    state.cache.changed(tenant, result).await
 }
 
 pub async fn delete(
@@ -231,7 +240,7 @@ pub async fn delete(
     let tenant = principal.tenant_id;
     let now = state.clock.now();
     let ctx = AuditContext::for_principal(principal, client, now);
-    state
+    let result = state
         .db
         .tenant_tx(tenant, move |conn| {
             let agent = agents::get(conn, tenant, id)?.ok_or_else(|| Error::not_found("agent"))?;
@@ -246,5 +255,6 @@ pub async fn delete(
             )?;
             Ok(())
         })
-        .await
+        .await;
+    state.cache.changed(tenant, result).await
 }

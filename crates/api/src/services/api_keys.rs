@@ -202,7 +202,7 @@ pub async fn revoke(
         principal.user_id,
         manages_all_keys(principal),
     );
-    state
+    let result = state
         .db
         .tenant_tx(tenant, move |conn| {
             let key = api_keys::get(conn, tenant, id)?
@@ -221,5 +221,6 @@ pub async fn revoke(
             }
             Ok(())
         })
-        .await
+        .await;
+    state.cache.changed(tenant, result).await
 }

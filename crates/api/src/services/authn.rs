@@ -7,6 +7,7 @@ use paas_core::{Credential, Error, Principal, TenantId};
 use paas_models::{TenantPlan, TenantStatus, UserStatus};
 use paas_persistence::{api_keys, users};
 
+use crate::cache::KeyAuth;
 use crate::state::AppState;
 
 /// A credential as presented, before it is checked.
@@ -87,6 +88,21 @@ async fn authenticate_key(state: &AppState, key: &str) -> Result<(Principal, Ten
         return Err(invalid());
     }
     let hash = api_key::hash(key);
+    let now = state.clock.now();
+    if let Some(cached) = state.cache.key(&hash)
+        && cached.expires_at > now
+    {
+        if now - cached.touched_at > chrono::Duration::minutes(1) {
+            record_key_use(
+                state,
+                cached.principal.tenant_id,
+                cached.principal.api_key_id(),
+            );
+            state.cache.touch_key(&hash, now);
+        }
+        return Ok((cached.principal, cached.plan));
+    }
+    let stamp = state.cache.stamp();
     let found = state
         .db
         .anonymous_tx(move |conn| api_keys::find_by_hash(conn, &hash))
@@ -97,7 +113,6 @@ async fn authenticate_key(state: &AppState, key: &str) -> Result<(Principal, Ten
     if !api_key::hashes_match(&found.key_hash, &hash) {
         return Err(invalid());
     }
-    let now = state.clock.now();
     if found.revoked_at.is_some() {
         return Err(Error::unauthenticated(
             "api_key_revoked",
@@ -115,7 +130,7 @@ async fn authenticate_key(state: &AppState, key: &str) -> Result<(Principal, Ten
         .last_used_at
         .is_none_or(|at| now - at > chrono::Duration::minutes(1));
     if stale {
-        record_key_use(state, found.tenant_id, found.id);
+        record_key_use(state, found.tenant_id, Some(found.id));
     }
     let principal = Principal {
         tenant_id: found.tenant_id,
@@ -126,11 +141,27 @@ async fn authenticate_key(state: &AppState, key: &str) -> Result<(Principal, Ten
             scopes: found.scopes,
         },
     };
+    let touched_at = if stale {
+        now
+    } else {
+        found.last_used_at.unwrap_or(now)
+    };
+    state.cache.put_key(
+        stamp,
+        hash,
+        KeyAuth {
+            principal,
+            plan: found.tenant_plan,
+            expires_at: found.expires_at,
+            touched_at,
+        },
+    );
     Ok((principal, found.tenant_plan))
 }
 
 /// Records a key's last use off the request path (at most once a minute per key).
-fn record_key_use(state: &AppState, tenant: TenantId, key: paas_core::ApiKeyId) {
+fn record_key_use(state: &AppState, tenant: TenantId, key: Option<paas_core::ApiKeyId>) {
+    let Some(key) = key else { return };
     let db = state.db.clone();
     let now = state.clock.now();
     tokio::spawn(async move {

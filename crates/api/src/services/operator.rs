@@ -73,6 +73,7 @@ pub async fn change_plan(
             Ok(())
         })
         .await?;
+    state.cache.invalidate(id).await;
     show(state, id).await
 }
 
@@ -108,6 +109,7 @@ pub async fn set_overrides(
             Ok(())
         })
         .await?;
+    state.cache.invalidate(id).await;
     show(state, id).await
 }
 
@@ -143,5 +145,6 @@ pub async fn set_status(
             Ok(())
         })
         .await?;
+    state.cache.invalidate(id).await;
     show(state, id).await
 }

@@ -134,6 +134,10 @@ impl ProviderRegistry {
                 .map(|client| (Arc::clone(client), kind.as_str()))
                 .ok_or_else(|| not_configured(kind)),
             AgentProvider::Tenant(id) => {
+                if let Some(cached) = state.cache.provider(tenant, id) {
+                    return Ok(cached);
+                }
+                let stamp = state.cache.stamp();
                 let found = state
                     .db
                     .tenant_tx(tenant, move |conn| {
@@ -149,7 +153,9 @@ impl ProviderRegistry {
                     .get(&id)
                     .filter(|(at, _)| *at == provider.updated_at)
                 {
-                    return Ok((Arc::clone(client), provider.kind.as_str()));
+                    let resolved = (Arc::clone(client), provider.kind.as_str());
+                    state.cache.put_provider(stamp, tenant, id, &resolved);
+                    return Ok(resolved);
                 }
                 let key = secret
                     .map(|s| state.cipher.decrypt(&s, &secret_context(tenant, id)))
@@ -157,7 +163,9 @@ impl ProviderRegistry {
                 let client = self.build(&provider, key)?;
                 self.cache()
                     .insert(id, (provider.updated_at, Arc::clone(&client)));
-                Ok((client, provider.kind.as_str()))
+                let resolved = (client, provider.kind.as_str());
+                state.cache.put_provider(stamp, tenant, id, &resolved);
+                Ok(resolved)
             }
         }
     }
@@ -509,6 +517,7 @@ pub async fn update(
         })
         .await?;
     state.providers.forget(id);
+    state.cache.invalidate(tenant).await;
     Ok(updated)
 }
 
@@ -548,5 +557,6 @@ pub async fn delete(
         })
         .await?;
     state.providers.forget(id);
+    state.cache.invalidate(tenant).await;
     Ok(())
 }

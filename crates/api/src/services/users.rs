@@ -146,7 +146,7 @@ pub async fn update(
     let now = state.clock.now();
     let ctx = AuditContext::for_principal(principal, client, now);
     let tenant = principal.tenant_id;
-    state
+    let result = state
         .db
         .tenant_tx(tenant, move |conn| {
             tenants::lock(conn, tenant)?;
@@ -226,7 +226,8 @@ pub async fn update(
             }
             Ok(after)
         })
-        .await
+        .await;
+    state.cache.changed(tenant, result).await
 }
 
 /// Deactivates a user (users are never deleted: the audit log and usage keep pointing at them).
