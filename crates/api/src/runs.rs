@@ -36,8 +36,15 @@ use tokio_util::sync::CancellationToken;
 use crate::redis::RedisStore;
 use crate::services::quota::RunQuota;
 
-/// How long a finished run's events stay in this process's memory (Redis keeps them longer).
-const LOCAL_RETENTION: Duration = Duration::from_secs(300);
+/// How long a finished dashboard run's events stay in this process's memory, for a reload that
+/// resumes it (Redis keeps them longer). A run of the OpenAI-compatible API, which nobody
+/// resumes, leaves memory as soon as it ends: its request follows it through its own handle.
+const LOCAL_RETENTION: Duration = Duration::from_secs(30);
+/// How often starting a run sweeps finished runs out of memory (a sweep walks every run here,
+/// so not on every start).
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// Most events one pipelined write to a run's Redis stream carries.
+const PUBLISH_BATCH: usize = 64;
 /// Expiry of a run's event stream while the run is in progress: longer than any run can last,
 /// so the stream of a run whose process died does not stay in Redis for ever.
 const ORPHAN_STREAM_TTL_SECS: i64 = 2 * 3600;
@@ -182,7 +189,8 @@ struct DoneData {
     steps: u32,
     run_id: RunId,
     session_id: Option<SessionId>,
-    /// False if the outcome could not be stored (the database was down for too long).
+    /// False if the outcome could not be stored (the database was down for too long). Always
+    /// true for a run without a session, whose `done` comes before its outcome is stored.
     stored: bool,
 }
 
@@ -208,6 +216,8 @@ struct Inner {
     instance: uuid::Uuid,
     lease: Duration,
     runs: Mutex<HashMap<RunId, Arc<LiveRun>>>,
+    /// When finished runs were last swept out of `runs`.
+    swept: Mutex<Instant>,
     idle: Notify,
     /// Cancelled when the process starts shutting down: open SSE streams end with `shutdown`.
     shutdown: CancellationToken,
@@ -250,6 +260,7 @@ impl RunManager {
                 instance: uuid::Uuid::new_v4(),
                 lease,
                 runs: Mutex::new(HashMap::new()),
+                swept: Mutex::new(Instant::now()),
                 idle: Notify::new(),
                 shutdown: CancellationToken::new(),
             }),
@@ -357,12 +368,26 @@ impl RunManager {
             notify: Notify::new(),
         });
         {
+            let sweep = {
+                let mut swept = self
+                    .inner
+                    .swept
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let due = swept.elapsed() >= SWEEP_EVERY;
+                if due {
+                    *swept = Instant::now();
+                }
+                due
+            };
             let mut runs = self.runs();
-            runs.retain(|_, run| {
-                run.lock()
-                    .finished_at
-                    .is_none_or(|at| at.elapsed() < LOCAL_RETENTION)
-            });
+            if sweep {
+                runs.retain(|_, run| {
+                    run.lock()
+                        .finished_at
+                        .is_none_or(|at| at.elapsed() < LOCAL_RETENTION)
+                });
+            }
             runs.insert(start.id, Arc::clone(&live));
         }
         let manager = self.clone();
@@ -420,43 +445,73 @@ impl RunManager {
         // Its lease is no longer renewed from here (a renewal that found the row finished
         // would take it for lost): the outcome is written well within what is left of it.
         live.end();
-        let stored = self.store(&live, &result).await;
-        match &stored {
-            Ok(true) => {}
-            Ok(false) => {
-                // Its lease expired (this process could not renew it) and another replica
-                // marked it interrupted and billed it: give back what it still holds, no more.
-                tracing::warn!(run = %live.id, "a run finished after another replica had marked it interrupted; keeping that outcome and its billing");
-                recovery::release(
-                    &self.inner.quotas,
-                    live.tenant_id,
-                    live.id,
-                    start.metering.quota.started_at,
-                    0,
-                )
-                .await;
-            }
-            Err(err) => {
-                tracing::error!(run = %live.id, code = err.code(), cause = %err.cause_chain(), "could not store a finished run");
-            }
-        }
-        if !matches!(stored, Ok(false)) {
+        let done = |stored: bool| {
+            let done = DoneEvent {
+                event: "done",
+                data: DoneData {
+                    status: result.status,
+                    usage: runtime::UsageTotals::from(result.usage),
+                    steps: result.steps,
+                    run_id: live.id,
+                    session_id: live.session_id,
+                    stored,
+                },
+            };
+            serde_json::to_string(&done).unwrap_or_default()
+        };
+        // An OpenAI-compatible request gets its answer as soon as the run is billed (its
+        // reservation settled, so a client's next request sees the tokens it has left); storing
+        // the run's outcome follows at once, off its path (the process does not exit before it
+        // is done: `active` counts the run until `finish`). A dashboard turn's `done` says
+        // whether its messages were stored, so it comes after that.
+        if live.session_id.is_none() {
             self.meter(&live, &start.metering, &result, began.elapsed())
                 .await;
+            publisher.send(live.push("done", done(true)));
+            match self.store(&live, &result).await {
+                Ok(true) => {}
+                // Its lease expired and another replica marked it interrupted and billed it
+                // too: that billing is idempotent (the ledger keeps one row per run; the
+                // reservation was already settled here, so its settle counts nothing).
+                Ok(false) => {
+                    tracing::warn!(run = %live.id, "a run finished after another replica had marked it interrupted; keeping that outcome");
+                }
+                Err(err) => {
+                    tracing::error!(run = %live.id, code = err.code(), cause = %err.cause_chain(), "could not store a finished run");
+                }
+            }
+        } else {
+            let stored = self.store(&live, &result).await;
+            match &stored {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Its lease expired (this process could not renew it) and another replica
+                    // marked it interrupted and billed it: give back what it still holds, no
+                    // more.
+                    tracing::warn!(run = %live.id, "a run finished after another replica had marked it interrupted; keeping that outcome and its billing");
+                    recovery::release(
+                        &self.inner.quotas,
+                        live.tenant_id,
+                        live.id,
+                        start.metering.quota.started_at,
+                        0,
+                    )
+                    .await;
+                }
+                Err(err) => {
+                    tracing::error!(run = %live.id, code = err.code(), cause = %err.cause_chain(), "could not store a finished run");
+                }
+            }
+            if !matches!(stored, Ok(false)) {
+                self.meter(&live, &start.metering, &result, began.elapsed())
+                    .await;
+            }
+            publisher.send(live.push("done", done(matches!(stored, Ok(true)))));
         }
-        let done = DoneEvent {
-            event: "done",
-            data: DoneData {
-                status: result.status,
-                usage: runtime::UsageTotals::from(result.usage),
-                steps: result.steps,
-                run_id: live.id,
-                session_id: live.session_id,
-                stored: matches!(stored, Ok(true)),
-            },
-        };
-        publisher.send(live.push("done", serde_json::to_string(&done).unwrap_or_default()));
         live.finish();
+        if live.session_id.is_none() {
+            self.runs().remove(&live.id);
+        }
         metrics::gauge!("active_sessions", "tenant_id" => tenant_label.clone()).decrement(1.0);
         metrics::counter!("chat_requests_total", "tenant_id" => tenant_label.clone(), "agent_type" => start.metering.provider.clone(), "status" => result.status.as_str())
             .increment(1);
@@ -586,29 +641,33 @@ impl RunManager {
         let mut attempt = 0u32;
         loop {
             let (messages, outcome) = (messages.clone(), outcome.clone());
-            let written = self
-                .inner
-                .db
-                .tenant_tx(tenant, move |conn| {
-                    // Claimed by another replica: its outcome stands, and nothing is added.
-                    if !runs::finish(conn, tenant, run, &outcome)? {
-                        return Ok(false);
+            let work = move |conn: &mut paas_persistence::PgConnection| {
+                // Claimed by another replica: its outcome stands, and nothing is added.
+                if !runs::finish(conn, tenant, run, &outcome)? {
+                    return Ok(false);
+                }
+                // The session may have been deleted while the run was going: then only the
+                // run (its outcome and usage) is kept.
+                let live_session = match session {
+                    Some(s) if sessions::exists(conn, tenant, s)? => Some(s),
+                    _ => None,
+                };
+                if let Some(session) = live_session {
+                    if !messages.is_empty() {
+                        sessions::insert_messages(conn, tenant, &messages)?;
                     }
-                    // The session may have been deleted while the run was going: then only the
-                    // run (its outcome and usage) is kept.
-                    let live_session = match session {
-                        Some(s) if sessions::exists(conn, tenant, s)? => Some(s),
-                        _ => None,
-                    };
-                    if let Some(session) = live_session {
-                        if !messages.is_empty() {
-                            sessions::insert_messages(conn, tenant, &messages)?;
-                        }
-                        sessions::touch(conn, tenant, session, outcome.finished_at)?;
-                    }
-                    Ok(true)
-                })
-                .await;
+                    sessions::touch(conn, tenant, session, outcome.finished_at)?;
+                }
+                Ok(true)
+            };
+            // A run without a session (an OpenAI-compatible request) stores only its outcome,
+            // which is not worth an fsync before its answer (see `Db::tenant_tx_async_commit`);
+            // a chat turn's messages are committed normally.
+            let written = if session.is_some() {
+                self.inner.db.tenant_tx(tenant, work).await
+            } else {
+                self.inner.db.tenant_tx_async_commit(tenant, work).await
+            };
             match written {
                 Err(err) if err.kind() == paas_core::ErrorKind::Unavailable && attempt < 10 => {
                     attempt += 1;
@@ -667,26 +726,44 @@ impl RunManager {
                 fallback: None,
             },
         };
-        futures_util::stream::unfold((source, after, false), |(source, after, done)| async move {
-            if done {
-                return None;
-            }
-            let batch = next_batch(&source, after).await;
-            match batch {
-                Batch::Events(events) => {
-                    let last = events.last().map(|e| e.seq).unwrap_or(after);
-                    let ended = events.iter().any(|e| &*e.name == "done");
-                    Some((futures_util::stream::iter(events), (source, last, ended)))
-                }
-                Batch::Ping => Some((
-                    futures_util::stream::iter(Vec::new()),
-                    (source, after, false),
-                )),
-                Batch::End | Batch::Unavailable => None,
-            }
-        })
-        .flatten()
+        watch_source(source, after)
     }
+
+    /// [`Self::watch`] for a run this request started: followed in memory, even if it has
+    /// already ended and left the manager.
+    pub fn watch_started(live: Arc<LiveRun>) -> impl Stream<Item = WireEvent> + 'static {
+        watch_source(Source::Local(live), 0)
+    }
+
+    /// [`Self::sse`] for a run this request started (see [`Self::watch_started`]).
+    pub fn sse_started(
+        &self,
+        live: Arc<LiveRun>,
+    ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static {
+        events_stream(Source::Local(live), 0, self.inner.shutdown.clone())
+    }
+}
+
+fn watch_source(source: Source, after: u64) -> impl Stream<Item = WireEvent> + 'static {
+    futures_util::stream::unfold((source, after, false), |(source, after, done)| async move {
+        if done {
+            return None;
+        }
+        let batch = next_batch(&source, after).await;
+        match batch {
+            Batch::Events(events) => {
+                let last = events.last().map(|e| e.seq).unwrap_or(after);
+                let ended = events.iter().any(|e| &*e.name == "done");
+                Some((futures_util::stream::iter(events), (source, last, ended)))
+            }
+            Batch::Ping => Some((
+                futures_util::stream::iter(Vec::new()),
+                (source, after, false),
+            )),
+            Batch::End | Batch::Unavailable => None,
+        }
+    })
+    .flatten()
 }
 
 use futures_util::StreamExt;
@@ -711,32 +788,43 @@ impl Publisher {
         let task_key = key.clone();
         let task = tokio::spawn(async move {
             let mut healthy = true;
-            while let Some(event) = receiver.recv().await {
+            let mut batch = Vec::new();
+            // Events that are already waiting go out together, in one pipelined write, rather
+            // than one round trip each (a fast model sends many small deltas back to back).
+            while receiver.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
                 if !healthy {
+                    batch.clear();
                     continue;
                 }
-                let fields = vec![("n", event.name.to_string()), ("e", event.json.to_string())];
-                let id = format!("{}-0", event.seq);
-                let added: Result<String, _> = client
-                    .client()
-                    .xadd(&task_key, false, None, id.as_str(), fields)
-                    .await;
-                match added {
-                    // A stream must not outlive its run by much even if the run never finishes
-                    // (its process died): give it an expiry from the start, shortened when the
-                    // run ends.
-                    Ok(_) if event.seq == 1 => {
-                        let _ = client
-                            .client()
-                            .expire::<i64, _>(&task_key, ORPHAN_STREAM_TTL_SECS, None)
-                            .await;
+                let pipeline = client.client().pipeline();
+                let mut queued: Result<(), fred::error::Error> = Ok(());
+                for event in batch.drain(..) {
+                    let fields = vec![("n", event.name.to_string()), ("e", event.json.to_string())];
+                    let id = format!("{}-0", event.seq);
+                    queued = queued.and(
+                        pipeline
+                            .xadd::<(), _, _, _, _>(&task_key, false, None, id.as_str(), fields)
+                            .await,
+                    );
+                    if event.seq == 1 {
+                        // A stream must not outlive its run by much even if the run never
+                        // finishes (its process died): an expiry from the start, shortened when
+                        // the run ends.
+                        queued = queued.and(
+                            pipeline
+                                .expire::<(), _>(&task_key, ORPHAN_STREAM_TTL_SECS, None)
+                                .await,
+                        );
                     }
-                    Ok(_) => {}
-                    Err(err) => {
-                        // Local watchers still get every event; resuming elsewhere will not.
-                        tracing::warn!(error = %err, "run events: Redis unavailable, streaming from this process only");
-                        healthy = false;
-                    }
+                }
+                let written = match queued {
+                    Ok(()) => pipeline.all::<Vec<fred::types::Value>>().await.map(drop),
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = written {
+                    // Local watchers still get every event; resuming elsewhere will not.
+                    tracing::warn!(error = %err, "run events: Redis unavailable, streaming from this process only");
+                    healthy = false;
                 }
             }
         });

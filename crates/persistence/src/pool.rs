@@ -77,6 +77,10 @@ impl std::fmt::Debug for Db {
 const SCOPE_SQL: &str =
     "SELECT set_config('role', 'paas_app', true), set_config('paas.tenant_id', $1, true)";
 
+/// [`SCOPE_SQL`], and the commit does not wait for the WAL to reach the disk.
+const SCOPE_ASYNC_COMMIT_SQL: &str = "SELECT set_config('role', 'paas_app', true), \
+     set_config('paas.tenant_id', $1, true), set_config('synchronous_commit', 'off', true)";
+
 /// Connections of the pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolStatus {
@@ -115,6 +119,22 @@ impl Db {
         T: Send + 'static,
     {
         self.scoped_tx(Some(tenant), SCOPE_SQL, f).await
+    }
+
+    /// [`Self::tenant_tx`] with an asynchronous commit (`synchronous_commit = off` for this
+    /// transaction): the commit returns without waiting for the disk, so it costs a round trip
+    /// rather than an fsync. If PostgreSQL itself crashes, the last such commits (at most three
+    /// times `wal_writer_delay`, 600 ms by default) can be lost — never half-applied, and never
+    /// anything else. Only for rows the platform can do without or rebuild: the run rows of
+    /// OpenAI-compatible requests (their billing is the usage ledger, committed normally; a lost
+    /// `running` row is swept like any orphan).
+    pub async fn tenant_tx_async_commit<T, F>(&self, tenant: TenantId, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(&mut PgConnection) -> Result<T, DbError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.scoped_tx(Some(tenant), SCOPE_ASYNC_COMMIT_SQL, f)
+            .await
     }
 
     /// Runs `f` in a transaction with no tenant: every tenant-owned table looks empty. Used

@@ -1,6 +1,8 @@
 //! The dashboard's chat: a turn answered with Server-Sent Events, and runs that can be
 //! followed, resumed and cancelled from any replica.
 
+use std::sync::Arc;
+
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use futures_util::StreamExt;
@@ -93,7 +95,7 @@ async fn start(
     }
     let run = started?.run;
     let mut response =
-        sse_response(run.id, run.session_id).streaming(state.runs.sse(run.id, 0, None));
+        sse_response(run.id, run.session_id).streaming(state.runs.sse_started(Arc::clone(&run)));
     Streamed {
         run: run.id,
         format: StreamFormat::RunEvents,

@@ -427,7 +427,7 @@ async fn complete(
     let run = started.run;
     let created = chrono::Utc::now().timestamp();
     let model = started.agent.name.clone();
-    let events = state.runs.watch(run.id, 0);
+    let events = crate::runs::RunManager::watch_started(std::sync::Arc::clone(&run));
 
     if !stream {
         let events: Vec<WireEvent> = events.collect().await;

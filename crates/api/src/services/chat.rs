@@ -328,7 +328,9 @@ pub async fn start_openai(
     };
     let stored = state
         .db
-        .tenant_tx(tenant, move |conn| runs::insert(conn, &run_row))
+        // The run row of an OpenAI-compatible request: not worth an fsync on the request path
+        // (see `Db::tenant_tx_async_commit`).
+        .tenant_tx_async_commit(tenant, move |conn| runs::insert(conn, &run_row))
         .await;
     if let Err(err) = stored {
         release(state, tenant, run_id, &run_quota).await;
