@@ -80,6 +80,9 @@ pub struct LiveRun {
     cancel: CancellationToken,
     log: Mutex<EventLog>,
     notify: Notify,
+    /// Woken once, when `done` is in the log (or the run is over): for a request that wants
+    /// only the whole answer, not each event.
+    answered: Notify,
 }
 
 impl LiveRun {
@@ -101,12 +104,33 @@ impl LiveRun {
             event
         };
         self.notify.notify_waiters();
+        if name == "done" {
+            self.answered.notify_waiters();
+        }
         event
     }
 
     fn finish(&self) {
         self.lock().finished_at = Some(Instant::now());
         self.notify.notify_waiters();
+        self.answered.notify_waiters();
+    }
+
+    /// Every event of the run, once its `done` is among them (or the run is over): one wake-up
+    /// instead of one per event.
+    pub async fn until_done(&self) -> Vec<WireEvent> {
+        loop {
+            let notified = self.answered.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let log = self.lock();
+                if log.finished_at.is_some() || log.events.iter().any(|e| &*e.name == "done") {
+                    return log.events.clone();
+                }
+            }
+            notified.await;
+        }
     }
 
     pub fn is_finished(&self) -> bool {
@@ -366,6 +390,7 @@ impl RunManager {
             cancel: CancellationToken::new(),
             log: Mutex::new(EventLog::default()),
             notify: Notify::new(),
+            answered: Notify::new(),
         });
         {
             let sweep = {

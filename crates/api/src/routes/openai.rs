@@ -427,10 +427,8 @@ async fn complete(
     let run = started.run;
     let created = chrono::Utc::now().timestamp();
     let model = started.agent.name.clone();
-    let events = crate::runs::RunManager::watch_started(std::sync::Arc::clone(&run));
-
     if !stream {
-        let events: Vec<WireEvent> = events.collect().await;
+        let events: Vec<WireEvent> = run.until_done().await;
         if let Some(error) = events.iter().find(|e| &*e.name == "error") {
             return Err(run_error(error).into());
         }
@@ -463,7 +461,7 @@ async fn complete(
         .insert_header(("X-Accel-Buffering", "no"))
         .insert_header(("X-Run-Id", run.id.to_string()))
         .streaming(chunk_stream(
-            events,
+            crate::runs::RunManager::watch_started(std::sync::Arc::clone(&run)),
             run.id,
             created,
             model.clone(),
