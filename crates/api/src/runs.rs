@@ -186,6 +186,11 @@ pub struct RunStart {
     pub history: Vec<ChatMessage>,
     /// What the run is billed against and recorded as in the usage ledger.
     pub metering: Metering,
+    /// Whether the run's events are copied to its Redis stream, for whoever follows it from
+    /// another replica: a dashboard turn (resumed after a reload) and a streamed OpenAI request
+    /// (whose idempotent retry follows the same run). A non-streamed OpenAI request's answer is
+    /// one body that nobody follows event by event: it skips those writes.
+    pub mirror: bool,
 }
 
 /// A run's billing: its token reservation and the ledger row's attributes.
@@ -437,7 +442,7 @@ impl RunManager {
         let provider_label = start.metering.provider.clone();
         metrics::gauge!("active_sessions", "tenant_id" => tenant_label.clone()).increment(1.0);
         let (sender, mut receiver) = mpsc::unbounded_channel();
-        let publisher = Publisher::new(self.inner.redis.clone(), start.id);
+        let publisher = Publisher::new(self.inner.redis.clone(), start.id, start.mirror);
         let run = runtime::run(
             start.provider,
             &self.inner.tools,
@@ -799,15 +804,24 @@ fn stream_key(redis: &RedisStore, run: RunId) -> String {
 
 /// Copies a run's events to its Redis stream, in order, off the run's path.
 struct Publisher {
+    /// None when the run is not mirrored (see [`RunStart::mirror`]).
     sender: Option<mpsc::UnboundedSender<WireEvent>>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
     redis: RedisStore,
     key: String,
 }
 
 impl Publisher {
-    fn new(redis: RedisStore, run: RunId) -> Self {
+    fn new(redis: RedisStore, run: RunId, mirror: bool) -> Self {
         let key = stream_key(&redis, run);
+        if !mirror {
+            return Self {
+                sender: None,
+                task: None,
+                redis,
+                key,
+            };
+        }
         let (sender, mut receiver) = mpsc::unbounded_channel::<WireEvent>();
         let client = redis.clone();
         let task_key = key.clone();
@@ -855,7 +869,7 @@ impl Publisher {
         });
         Self {
             sender: Some(sender),
-            task,
+            task: Some(task),
             redis,
             key,
         }
@@ -869,8 +883,12 @@ impl Publisher {
 
     /// Waits for every event to be written, then sets the stream's expiry.
     async fn finish(mut self, ttl: Duration) {
-        self.sender = None;
-        let _ = (&mut self.task).await;
+        if self.sender.take().is_none() {
+            return; // not mirrored
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
         let secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
         let _ = self
             .redis
@@ -967,10 +985,15 @@ async fn read_redis(redis: &RedisStore, key: &str, after: u64, finished: bool) -
             Ok(_) => {}
             Err(_) => return Batch::Unavailable,
         }
-        match client.exists::<i64, _>(key).await {
-            Ok(0) => return Batch::End,
-            Ok(_) => {}
-            Err(_) => return Batch::Unavailable,
+        // No stream at all: a finished run's has expired (the end); a run in progress has not
+        // published its first event yet (a model still thinking), so keep waiting — its owner
+        // will, or the orphan sweep will end it with `error` and `done` if the owner died.
+        if finished {
+            match client.exists::<i64, _>(key).await {
+                Ok(0) => return Batch::End,
+                Ok(_) => {}
+                Err(_) => return Batch::Unavailable,
+            }
         }
         if Instant::now() >= deadline {
             return Batch::Ping;

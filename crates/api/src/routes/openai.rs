@@ -291,6 +291,7 @@ fn parse_request(body: CompletionRequest) -> Result<(String, OpenAiInput, bool, 
         body.model,
         OpenAiInput {
             messages,
+            stream: body.stream,
             max_tokens,
             temperature,
         },

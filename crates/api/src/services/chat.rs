@@ -221,6 +221,7 @@ pub async fn start_chat(
         provider_kind,
         amount,
         run_quota,
+        mirror: true,
     };
     Ok(launch.start(state, principal, agent, spec, history))
 }
@@ -235,6 +236,8 @@ struct Launch {
     /// Tokens reserved at admission (the first model call's worst case).
     amount: u64,
     run_quota: RunQuota,
+    /// See [`RunStart::mirror`].
+    mirror: bool,
 }
 
 impl Launch {
@@ -269,6 +272,7 @@ impl Launch {
             spec,
             history,
             metering,
+            mirror: self.mirror,
         });
         Started { run, agent }
     }
@@ -285,6 +289,8 @@ async fn release(state: &AppState, tenant: paas_core::TenantId, run: RunId, run_
 #[derive(Debug)]
 pub struct OpenAiInput {
     pub messages: Vec<ChatMessage>,
+    /// The answer streams (and a retry may follow the run's events): see [`RunStart::mirror`].
+    pub stream: bool,
     pub max_tokens: Option<u32>,
     pub temperature: Option<f32>,
 }
@@ -344,6 +350,7 @@ pub async fn start_openai(
         provider_kind,
         amount,
         run_quota,
+        mirror: input.stream,
     };
     Ok(launch.start(state, principal, agent, spec, input.messages))
 }
