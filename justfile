@@ -22,7 +22,7 @@ dev: services
 
 # Everything CI runs: formatting, lints, layering and schema checks, the dashboard's checks and
 # build, all Rust tests, and the browser tests.
-test: services fmt-check clippy check-layering check-schema check-deploy frontend test-rust e2e
+test: services fmt-check clippy check-layering check-schema check-deploy frontend test-rust bench-smoke e2e
 
 # The deployment files, checked statically: compose config, Helm lint and render, env vars the
 # server reads, probe paths, the Dockerfile (hadolint). No Docker engine or cluster needed.
@@ -55,9 +55,19 @@ api-types:
 dev-frontend:
     cd frontend && npm run dev
 
-# Benchmarks on this machine; reports land in target/bench/ (see docs/benchmarks.md).
+# Benchmarks on this machine (docs/benchmarks.md): the gateway against its mock upstream, direct
+# vs through the platform (release build; prints the table, writes target/bench/report.json and
+# report.md), then the quota scripts' own cost (target/bench/quota.json). Takes about 15 minutes.
 bench: services
+    cargo build --release -p paas-api -p paas-mock-upstream -p paas-bench
+    cargo run --release --quiet -p paas-bench -- --out "{{justfile_directory()}}/target/bench"
     PAAS_BENCH_DIR="{{justfile_directory()}}/target/bench" cargo bench -p paas-quota --bench admit
+
+# The gateway benchmark's harness, a few seconds of each scenario at a low rate on the debug
+# build: checks that it runs and writes a well-formed report (target/bench-smoke/), judges nothing.
+bench-smoke: services
+    cargo build -p paas-api -p paas-mock-upstream -p paas-bench
+    cargo run --quiet -p paas-bench -- --quick --out "{{justfile_directory()}}/target/bench-smoke"
 
 # Make sure PostgreSQL and Redis are up (starts local ones if needed).
 services:
