@@ -826,7 +826,35 @@ impl Publisher {
         let client = redis.clone();
         let task_key = key.clone();
         let task = tokio::spawn(async move {
-            let mut healthy = true;
+            // The stream exists from the run's start, before its first event (a model may think
+            // for a while): a follower on another replica can tell a run that has not spoken yet
+            // from one whose events have expired. The marker, `0-1`, is not an event. The stream
+            // must not outlive its run by much even if the run never finishes (its process
+            // died): an expiry from the start, shortened when the run ends.
+            let opening = client.client().pipeline();
+            let opened = async {
+                opening
+                    .xadd::<(), _, _, _, _>(
+                        &task_key,
+                        false,
+                        None,
+                        "0-1",
+                        vec![("n", ""), ("e", "")],
+                    )
+                    .await?;
+                opening
+                    .expire::<(), _>(&task_key, ORPHAN_STREAM_TTL_SECS, None)
+                    .await?;
+                opening.all::<Vec<fred::types::Value>>().await.map(drop)
+            }
+            .await;
+            let mut healthy = match opened {
+                Ok(()) => true,
+                Err(err) => {
+                    tracing::warn!(error = %err, "run events: Redis unavailable, streaming from this process only");
+                    false
+                }
+            };
             let mut batch = Vec::new();
             // Events that are already waiting go out together, in one pipelined write, rather
             // than one round trip each (a fast model sends many small deltas back to back).
@@ -845,16 +873,6 @@ impl Publisher {
                             .xadd::<(), _, _, _, _>(&task_key, false, None, id.as_str(), fields)
                             .await,
                     );
-                    if event.seq == 1 {
-                        // A stream must not outlive its run by much even if the run never
-                        // finishes (its process died): an expiry from the start, shortened when
-                        // the run ends.
-                        queued = queued.and(
-                            pipeline
-                                .expire::<(), _>(&task_key, ORPHAN_STREAM_TTL_SECS, None)
-                                .await,
-                        );
-                    }
                 }
                 let written = match queued {
                     Ok(()) => pipeline.all::<Vec<fred::types::Value>>().await.map(drop),
@@ -960,6 +978,9 @@ fn parse_entries(entries: StreamEntries) -> Vec<WireEvent> {
         .into_iter()
         .filter_map(|(id, fields)| {
             let seq = id.split('-').next()?.parse().ok()?;
+            if seq == 0 {
+                return None; // the opening marker
+            }
             Some(WireEvent {
                 seq,
                 name: Arc::from(fields.get("n")?.as_str()),
@@ -980,20 +1001,24 @@ async fn read_redis(redis: &RedisStore, key: &str, after: u64, finished: bool) -
         let entries: Result<StreamEntries, _> =
             client.xrange(key, start.as_str(), "+", Some(1000)).await;
         match entries {
-            Ok(entries) if !entries.is_empty() => return Batch::Events(parse_entries(entries)),
-            Ok(_) if finished => return Batch::End,
-            Ok(_) => {}
+            Ok(entries) => {
+                // The opening marker (see `Publisher`) is not an event.
+                let events = parse_entries(entries);
+                if !events.is_empty() {
+                    return Batch::Events(events);
+                }
+                if finished {
+                    return Batch::End;
+                }
+            }
             Err(_) => return Batch::Unavailable,
         }
-        // No stream at all: a finished run's has expired (the end); a run in progress has not
-        // published its first event yet (a model still thinking), so keep waiting — its owner
-        // will, or the orphan sweep will end it with `error` and `done` if the owner died.
-        if finished {
-            match client.exists::<i64, _>(key).await {
-                Ok(0) => return Batch::End,
-                Ok(_) => {}
-                Err(_) => return Batch::Unavailable,
-            }
+        // No stream at all: it has expired (the run ended long ago). A run in progress has one
+        // from its start, holding at least the opening marker.
+        match client.exists::<i64, _>(key).await {
+            Ok(0) => return Batch::End,
+            Ok(_) => {}
+            Err(_) => return Batch::Unavailable,
         }
         if Instant::now() >= deadline {
             return Batch::Ping;

@@ -1,5 +1,5 @@
-//! SIGTERM while answers stream: open dashboard streams are told and end, the runs finish and
-//! are stored and billed before the process exits.
+//! SIGTERM with 100 answers streaming: every open dashboard stream is told and ends, and every
+//! run finishes and is stored and billed before the process exits.
 
 // Test helpers fail loudly by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -8,17 +8,47 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Binary, count_in as count, parse_sse};
+use common::{Binary, OPERATOR_TOKEN, count_in as count, parse_sse};
 use futures_util::StreamExt;
 use paas_testing::TestDatabase;
 use serde_json::json;
 
 #[tokio::test]
-async fn sigterm_mid_stream_tells_the_streams_and_loses_nothing() {
+async fn sigterm_with_100_open_streams_tells_each_and_loses_nothing() {
+    const STREAMS: usize = 100;
     let db = TestDatabase::new();
-    let mut server = Binary::start(&db, &[]).await;
+    let mut server = Binary::start(&db, &[("PAAS_OPERATOR_TOKEN", OPERATOR_TOKEN)]).await;
     let token = server.signup("acme").await;
     let client = reqwest::Client::new();
+    // The free plan allows 5 runs at once: the operator lifts the limits this test would hit.
+    let me: serde_json::Value = client
+        .get(format!("{}/api/v1/me", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tenant = me["tenant"]["id"].as_str().unwrap().to_owned();
+    let lifted = client
+        .put(format!(
+            "{}/api/v1/admin/tenants/{tenant}/quota",
+            server.base
+        ))
+        .bearer_auth(OPERATOR_TOKEN)
+        .json(
+            &json!({"max_concurrent_runs": 1000, "requests_per_minute": 100000,
+                      "max_sessions_per_day": 100000, "max_tokens_per_month": 1000000000}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        lifted.status().is_success(),
+        "{}",
+        lifted.text().await.unwrap()
+    );
     client
         .post(format!("{}/api/v1/agents", server.base))
         .bearer_auth(&token)
@@ -26,9 +56,9 @@ async fn sigterm_mid_stream_tells_the_streams_and_loses_nothing() {
         .send()
         .await
         .unwrap();
-    // Three answers of about 3 s each, streaming.
+    // A hundred answers of about 3 s each, streaming.
     let mut streams = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..STREAMS {
         let response = client
             .post(format!("{}/api/v1/chat/completions", server.base))
             .bearer_auth(&token)
@@ -36,7 +66,11 @@ async fn sigterm_mid_stream_tells_the_streams_and_loses_nothing() {
             .send()
             .await
             .unwrap();
-        assert!(response.status().is_success());
+        assert!(
+            response.status().is_success(),
+            "{}",
+            response.text().await.unwrap()
+        );
         streams.push(response.bytes_stream());
     }
     // Let them start.
@@ -76,16 +110,17 @@ async fn sigterm_mid_stream_tells_the_streams_and_loses_nothing() {
         .expect("the server exits within its drain bound");
     assert!(status.success(), "{status:?}");
     // The runs went on to the end: stored as completed, with their answers and their usage.
+    let expected = i64::try_from(STREAMS).unwrap();
     assert_eq!(
         count(&db, "SELECT count(*) FROM runs WHERE status = 'completed'"),
-        3
+        expected
     );
     assert_eq!(
         count(
             &db,
             "SELECT count(*) FROM messages WHERE role = 'assistant'"
         ),
-        3
+        expected
     );
-    assert_eq!(count(&db, "SELECT count(*) FROM usage_records"), 3);
+    assert_eq!(count(&db, "SELECT count(*) FROM usage_records"), expected);
 }
