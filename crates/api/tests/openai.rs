@@ -83,7 +83,9 @@ async fn a_completion_has_openais_shape_and_usage() {
         usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap()
     );
     assert!(usage["completion_tokens"].as_u64().unwrap() > 0);
-    assert_eq!(app.count("SELECT count(*) FROM runs WHERE source = 'openai' AND status = 'completed' AND session_id IS NULL"), 1);
+    // The run's outcome is stored right after the answer is sent.
+    app.count_reaches("SELECT count(*) FROM runs WHERE source = 'openai' AND status = 'completed' AND session_id IS NULL", 1).await;
+    assert_eq!(app.count("SELECT count(*) FROM runs"), 1);
     assert_eq!(
         app.count("SELECT count(*) FROM chat_sessions"),
         0,

@@ -442,20 +442,9 @@ impl Quotas {
         started_at: DateTime<Utc>,
         used: u64,
     ) -> Result<(), Error> {
-        let keys = self.keys(tenant, None, &period::month_key(started_at));
-        let used = i64::try_from(used).unwrap_or(i64::MAX);
-        self.connected().await.map_err(unavailable)?;
-        let _: i64 = self
-            .inner
-            .settle
-            .evalsha_with_reload(
-                &self.inner.client,
-                keys.run_keys(),
-                vec![fred::types::Value::from(run.to_string()), used.into()],
-            )
+        self.settle_with(&self.inner.settle, tenant, run, started_at, used)
             .await
-            .map_err(unavailable)?;
-        Ok(())
+            .map(drop)
     }
 
     /// Settles a run whose process died (its run row was claimed by the orphan sweep): releases
@@ -469,20 +458,31 @@ impl Quotas {
         started_at: DateTime<Utc>,
         used: u64,
     ) -> Result<bool, Error> {
+        self.settle_with(&self.inner.settle_held, tenant, run, started_at, used)
+            .await
+            .map(|settled| settled != 0)
+    }
+
+    /// Calls one of the settle scripts (same keys, same arguments) and returns its answer.
+    async fn settle_with(
+        &self,
+        script: &Script,
+        tenant: TenantId,
+        run: RunId,
+        started_at: DateTime<Utc>,
+        used: u64,
+    ) -> Result<i64, Error> {
         let keys = self.keys(tenant, None, &period::month_key(started_at));
         let used = i64::try_from(used).unwrap_or(i64::MAX);
         self.connected().await.map_err(unavailable)?;
-        let settled: i64 = self
-            .inner
-            .settle_held
+        script
             .evalsha_with_reload(
                 &self.inner.client,
                 keys.run_keys(),
                 vec![fred::types::Value::from(run.to_string()), used.into()],
             )
             .await
-            .map_err(unavailable)?;
-        Ok(settled != 0)
+            .map_err(unavailable)
     }
 
     /// The tenant's tokens in the month of `at`: from Redis (rebuilding a lost counter from

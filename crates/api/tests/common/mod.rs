@@ -167,16 +167,21 @@ impl TestApp {
 
     /// Waits until the usage ledger holds `rows` rows (it is written behind the runs).
     pub async fn ledger_rows(&self, rows: i64) {
+        self.count_reaches("SELECT count(*) FROM usage_records", rows)
+            .await;
+    }
+
+    /// Waits (at most 5 s) until the owner-side count `query` is at least `rows`: for what is
+    /// written just after a response (the usage ledger; an OpenAI-compatible run's outcome,
+    /// stored right after its answer).
+    pub async fn count_reaches(&self, query: &str, rows: i64) {
         for _ in 0..200 {
-            if self.count("SELECT count(*) FROM usage_records") >= rows {
+            if self.count(query) >= rows {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        panic!(
-            "the ledger has {} rows, expected {rows}",
-            self.count("SELECT count(*) FROM usage_records")
-        );
+        panic!("{query} gave {}, expected {rows}", self.count(query));
     }
 
     pub fn builder() -> TestAppBuilder {
