@@ -16,6 +16,7 @@
 //!   every use.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -76,17 +77,6 @@ impl std::fmt::Debug for Entries {
 
 fn fresh<T>(entry: &Entry<T>) -> bool {
     entry.at.elapsed() < TTL
-}
-
-fn bounded_insert<K: std::hash::Hash + Eq, T>(
-    map: &mut HashMap<K, Entry<T>>,
-    key: K,
-    value: Entry<T>,
-) {
-    if map.len() >= MAX_ENTRIES {
-        map.clear();
-    }
-    map.insert(key, value);
 }
 
 /// Taken before reading what will be cached; see [`ConfigCache::stamp`].
@@ -254,29 +244,54 @@ impl ConfigCache {
         result
     }
 
-    pub fn key(&self, hash: &[u8; 32]) -> Option<KeyAuth> {
+    /// A fresh entry of one kind, read with `read`; none while the cache is not usable.
+    fn get<K: Hash + Eq, T, R>(
+        &self,
+        kind: fn(&Entries) -> &HashMap<K, Entry<T>>,
+        key: &K,
+        read: impl FnOnce(&T) -> R,
+    ) -> Option<R> {
         if !self.usable() {
             return None;
         }
-        self.lock()
-            .keys
-            .get(hash)
+        let entries = self.lock();
+        kind(&entries)
+            .get(key)
             .filter(|e| fresh(e))
-            .map(|e| e.value)
+            .map(|e| read(&e.value))
+    }
+
+    /// Keeps an entry of one kind read under `stamp`, unless an invalidation came since.
+    fn put<K: Hash + Eq, T>(
+        &self,
+        stamp: Stamp,
+        kind: fn(&mut Entries) -> &mut HashMap<K, Entry<T>>,
+        key: K,
+        tenant: TenantId,
+        value: T,
+    ) {
+        if !self.usable() {
+            return;
+        }
+        let mut entries = self.lock();
+        if entries.generation != stamp.0 {
+            return;
+        }
+        let map = kind(&mut entries);
+        if map.len() >= MAX_ENTRIES {
+            map.clear();
+        }
+        let at = Instant::now();
+        map.insert(key, Entry { tenant, value, at });
+    }
+
+    pub fn key(&self, hash: &[u8; 32]) -> Option<KeyAuth> {
+        self.get(|e| &e.keys, hash, |auth| *auth)
     }
 
     pub fn put_key(&self, stamp: Stamp, hash: [u8; 32], auth: KeyAuth) {
-        if self.usable() {
-            let entry = Entry {
-                tenant: auth.principal.tenant_id,
-                value: auth,
-                at: Instant::now(),
-            };
-            let mut entries = self.lock();
-            if entries.generation == stamp.0 {
-                bounded_insert(&mut entries.keys, hash, entry);
-            }
-        }
+        let tenant = auth.principal.tenant_id;
+        self.put(stamp, |e| &mut e.keys, hash, tenant, auth);
     }
 
     /// Notes that the key's use was recorded now, keeping the entry's age.
@@ -287,39 +302,24 @@ impl ConfigCache {
     }
 
     pub fn agent(&self, tenant: TenantId, name_or_id: &str) -> Option<Agent> {
-        if !self.usable() {
-            return None;
-        }
-        self.lock()
-            .agents
-            .get(&(tenant, name_or_id.to_owned()))
-            .filter(|e| fresh(e))
-            .map(|e| e.value.clone())
+        self.get(
+            |e| &e.agents,
+            &(tenant, name_or_id.to_owned()),
+            Agent::clone,
+        )
     }
 
     pub fn put_agent(&self, stamp: Stamp, tenant: TenantId, name_or_id: &str, agent: &Agent) {
-        if self.usable() {
-            let entry = Entry {
-                tenant,
-                value: agent.clone(),
-                at: Instant::now(),
-            };
-            let mut entries = self.lock();
-            if entries.generation == stamp.0 {
-                bounded_insert(&mut entries.agents, (tenant, name_or_id.to_owned()), entry);
-            }
-        }
+        let key = (tenant, name_or_id.to_owned());
+        self.put(stamp, |e| &mut e.agents, key, tenant, agent.clone());
     }
 
     pub fn provider(&self, tenant: TenantId, id: ProviderId) -> Option<ProviderClient> {
-        if !self.usable() {
-            return None;
-        }
-        self.lock()
-            .providers
-            .get(&(tenant, id))
-            .filter(|e| fresh(e))
-            .map(|e| (Arc::clone(&e.value.0), e.value.1))
+        self.get(
+            |e| &e.providers,
+            &(tenant, id),
+            |(client, kind)| (Arc::clone(client), *kind),
+        )
     }
 
     pub fn put_provider(
@@ -329,16 +329,7 @@ impl ConfigCache {
         id: ProviderId,
         client: &ProviderClient,
     ) {
-        if self.usable() {
-            let entry = Entry {
-                tenant,
-                value: (Arc::clone(&client.0), client.1),
-                at: Instant::now(),
-            };
-            let mut entries = self.lock();
-            if entries.generation == stamp.0 {
-                bounded_insert(&mut entries.providers, (tenant, id), entry);
-            }
-        }
+        let value = (Arc::clone(&client.0), client.1);
+        self.put(stamp, |e| &mut e.providers, (tenant, id), tenant, value);
     }
 }

@@ -494,31 +494,22 @@ impl RunManager {
         // the run's outcome follows at once, off its path (the process does not exit before it
         // is done: `active` counts the run until `finish`). A dashboard turn's `done` says
         // whether its messages were stored, so it comes after that.
-        if live.session_id.is_none() {
+        let answer_first = live.session_id.is_none();
+        if answer_first {
             self.meter(&live, &start.metering, &result, began.elapsed())
                 .await;
             publisher.send(live.push("done", done(true)));
-            match self.store(&live, &result).await {
-                Ok(true) => {}
-                // Its lease expired and another replica marked it interrupted and billed it
-                // too: that billing is idempotent (the ledger keeps one row per run; the
-                // reservation was already settled here, so its settle counts nothing).
-                Ok(false) => {
-                    tracing::warn!(run = %live.id, "a run finished after another replica had marked it interrupted; keeping that outcome");
-                }
-                Err(err) => {
-                    tracing::error!(run = %live.id, code = err.code(), cause = %err.cause_chain(), "could not store a finished run");
-                }
-            }
-        } else {
-            let stored = self.store(&live, &result).await;
-            match &stored {
-                Ok(true) => {}
-                Ok(false) => {
-                    // Its lease expired (this process could not renew it) and another replica
-                    // marked it interrupted and billed it: give back what it still holds, no
-                    // more.
-                    tracing::warn!(run = %live.id, "a run finished after another replica had marked it interrupted; keeping that outcome and its billing");
+        }
+        let stored = self.store(&live, &result).await;
+        match &stored {
+            Ok(true) => {}
+            Ok(false) => {
+                // Its lease expired (this process could not renew it) and another replica
+                // marked it interrupted and billed it. A run answered first was already settled
+                // here, so that replica's settle counted nothing and the ledger keeps one row
+                // per run; otherwise give back what it still holds, no more.
+                tracing::warn!(run = %live.id, "a run finished after another replica had marked it interrupted; keeping that outcome and its billing");
+                if !answer_first {
                     recovery::release(
                         &self.inner.quotas,
                         live.tenant_id,
@@ -528,10 +519,12 @@ impl RunManager {
                     )
                     .await;
                 }
-                Err(err) => {
-                    tracing::error!(run = %live.id, code = err.code(), cause = %err.cause_chain(), "could not store a finished run");
-                }
             }
+            Err(err) => {
+                tracing::error!(run = %live.id, code = err.code(), cause = %err.cause_chain(), "could not store a finished run");
+            }
+        }
+        if !answer_first {
             if !matches!(stored, Ok(false)) {
                 self.meter(&live, &start.metering, &result, began.elapsed())
                     .await;
@@ -539,7 +532,8 @@ impl RunManager {
             publisher.send(live.push("done", done(matches!(stored, Ok(true)))));
         }
         live.finish();
-        if live.session_id.is_none() {
+        if answer_first {
+            // Nobody resumes it: its request followed it through its own handle.
             self.runs().remove(&live.id);
         }
         metrics::gauge!("active_sessions", "tenant_id" => tenant_label.clone()).decrement(1.0);

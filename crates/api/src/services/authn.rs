@@ -92,12 +92,10 @@ async fn authenticate_key(state: &AppState, key: &str) -> Result<(Principal, Ten
     if let Some(cached) = state.cache.key(&hash)
         && cached.expires_at > now
     {
-        if now - cached.touched_at > chrono::Duration::minutes(1) {
-            record_key_use(
-                state,
-                cached.principal.tenant_id,
-                cached.principal.api_key_id(),
-            );
+        if let Some(key) = cached.principal.api_key_id()
+            && now - cached.touched_at > chrono::Duration::minutes(1)
+        {
+            record_key_use(state, cached.principal.tenant_id, key);
             state.cache.touch_key(&hash, now);
         }
         return Ok((cached.principal, cached.plan));
@@ -130,7 +128,7 @@ async fn authenticate_key(state: &AppState, key: &str) -> Result<(Principal, Ten
         .last_used_at
         .is_none_or(|at| now - at > chrono::Duration::minutes(1));
     if stale {
-        record_key_use(state, found.tenant_id, Some(found.id));
+        record_key_use(state, found.tenant_id, found.id);
     }
     let principal = Principal {
         tenant_id: found.tenant_id,
@@ -160,8 +158,7 @@ async fn authenticate_key(state: &AppState, key: &str) -> Result<(Principal, Ten
 }
 
 /// Records a key's last use off the request path (at most once a minute per key).
-fn record_key_use(state: &AppState, tenant: TenantId, key: Option<paas_core::ApiKeyId>) {
-    let Some(key) = key else { return };
+fn record_key_use(state: &AppState, tenant: TenantId, key: paas_core::ApiKeyId) {
     let db = state.db.clone();
     let now = state.clock.now();
     tokio::spawn(async move {
