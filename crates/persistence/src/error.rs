@@ -69,10 +69,16 @@ impl From<DbError> for Error {
                     "a concurrent change got in the way; retry the request",
                     1,
                 ),
-                DatabaseErrorKind::ClosedConnection => unavailable(info.message().to_owned()),
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => {
+                    unavailable(info.message().to_owned())
+                }
                 _ => Error::internal(format!("database error: {}", info.message())),
             },
             DbError::Query(DieselError::NotFound) => Error::not_found("object"),
+            // A commit or rollback that failed with the connection: the database went away.
+            DbError::Query(DieselError::BrokenTransactionManager) => {
+                unavailable("the connection broke during a transaction")
+            }
             DbError::Query(other) => Error::internal(other),
         }
     }

@@ -5,13 +5,65 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_diesel::postgres::{Manager, Pool, Runtime};
-use diesel::connection::Connection;
+use deadpool::managed::{Metrics, Object, RecycleError, RecycleResult};
+use deadpool_diesel::Runtime;
+use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::Text;
 use diesel::{PgConnection, RunQueryDsl};
 use paas_core::{Error, TenantId};
 
 use crate::error::{DbError, unavailable};
+
+type Pool = deadpool::managed::Pool<PgManager>;
+
+/// Opens the pool's connections. Unlike deadpool-diesel's own manager, handing out an idle
+/// connection costs nothing: no `SELECT 1` round trip and no trip to a blocking thread before
+/// every transaction. A connection that died while idle (the database restarted) is found by
+/// the first statement of the transaction it was handed to, before any of the caller's work
+/// ran, and replaced (see [`Db::scoped_tx`]).
+struct PgManager {
+    url: String,
+}
+
+impl deadpool::managed::Manager for PgManager {
+    type Type = deadpool_diesel::Connection<PgConnection>;
+    type Error = deadpool_diesel::Error;
+
+    async fn create(&self) -> Result<Self::Type, Self::Error> {
+        let url = self.url.clone();
+        deadpool_diesel::Connection::new(Runtime::Tokio1, move || {
+            PgConnection::establish(&url).map_err(deadpool_diesel::Error::Connection)
+        })
+        .await
+    }
+
+    async fn recycle(&self, conn: &mut Self::Type, _: &Metrics) -> RecycleResult<Self::Error> {
+        if conn.is_mutex_poisoned() {
+            return Err(RecycleError::message("a query panicked on this connection"));
+        }
+        Ok(())
+    }
+}
+
+/// Whether a query failed because the connection is gone (the server closed it, or it could
+/// not be written to), not because of the query.
+fn connection_lost(err: &DieselError) -> bool {
+    matches!(
+        err,
+        DieselError::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _
+        ) | DieselError::BrokenTransactionManager
+    )
+}
+
+/// One attempt at a transaction: its result, or — when the connection turned out to be dead
+/// before the caller's work ran — the work back, to run on another connection.
+enum Attempt<T, F> {
+    Done(Result<T, DbError>),
+    Stale(F, DieselError),
+}
 
 /// Pool settings.
 #[derive(Clone, Debug)]
@@ -97,7 +149,9 @@ impl Db {
     /// Builds the pool. No connection is made until the first query, so the server can start
     /// while the database is still coming up.
     pub fn new(config: &DbConfig) -> Result<Self, Error> {
-        let manager = Manager::new(config.url.clone(), Runtime::Tokio1);
+        let manager = PgManager {
+            url: config.url.clone(),
+        };
         let pool = Pool::builder(manager)
             .max_size(config.max_connections)
             .runtime(Runtime::Tokio1)
@@ -189,19 +243,51 @@ impl Db {
         F: FnOnce(&mut PgConnection) -> Result<T, DbError> + Send + 'static,
         T: Send + 'static,
     {
-        let conn = self.pool.get().await.map_err(unavailable)?;
         let tenant = tenant.map(|t| t.to_string()).unwrap_or_default();
-        let result = conn
-            .interact(move |conn| {
-                conn.transaction(|conn| {
-                    diesel::sql_query(scope_sql)
-                        .bind::<Text, _>(&tenant)
-                        .execute(conn)?;
-                    f(conn)
+        let mut work = f;
+        // Every connection in the pool may have died with a restart of the database: each is
+        // tried (and dropped) at most once before the pool opens a fresh one.
+        let mut stale = 0;
+        loop {
+            let conn = self.pool.get().await.map_err(unavailable)?;
+            let tenant = tenant.clone();
+            let attempt = conn
+                .interact(move |conn| {
+                    if AnsiTransactionManager::is_broken_transaction_manager(conn) {
+                        return Attempt::Stale(work, DieselError::BrokenTransactionManager);
+                    }
+                    let mut work = Some(work);
+                    let result = conn.transaction(|conn| {
+                        diesel::sql_query(scope_sql)
+                            .bind::<Text, _>(&tenant)
+                            .execute(conn)?;
+                        let work = work
+                            .take()
+                            .unwrap_or_else(|| unreachable!("the work runs once"));
+                        work(conn)
+                    });
+                    match (result, work) {
+                        // Nothing of the caller's ran: safe to run it on another connection.
+                        (Err(DbError::Query(err)), Some(work)) if connection_lost(&err) => {
+                            Attempt::Stale(work, err)
+                        }
+                        (result, _) => Attempt::Done(result),
+                    }
                 })
-            })
-            .await
-            .map_err(|err| Error::internal(err.to_string()))?;
-        result.map_err(Error::from)
+                .await
+                .map_err(|err| Error::internal(err.to_string()))?;
+            match attempt {
+                Attempt::Done(result) => return result.map_err(Error::from),
+                Attempt::Stale(back, err) => {
+                    // Not returned to the pool.
+                    drop(Object::take(conn));
+                    stale += 1;
+                    if stale > self.pool.status().max_size {
+                        return Err(unavailable(err));
+                    }
+                    work = back;
+                }
+            }
+        }
     }
 }

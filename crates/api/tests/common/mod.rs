@@ -322,6 +322,10 @@ impl TestApp {
 /// Runs a counting query (`SELECT count(*) …`) on `db` as its owner, bypassing row-level
 /// security, to prove what was (not) written.
 pub fn count_in(db: &TestDatabase, query: &str) -> i64 {
+    count_on(&mut db.owner_connection(), query)
+}
+
+fn count_on(conn: &mut diesel::PgConnection, query: &str) -> i64 {
     use diesel::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
     struct Count {
@@ -329,7 +333,7 @@ pub fn count_in(db: &TestDatabase, query: &str) -> i64 {
         n: i64,
     }
     diesel::sql_query(format!("SELECT ({query})::bigint AS n"))
-        .get_result::<Count>(&mut db.owner_connection())
+        .get_result::<Count>(conn)
         .unwrap()
         .n
 }
@@ -611,4 +615,125 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A PostgreSQL server of this test's own (its own data directory and port), so stopping and
+/// restarting it disturbs no other test. Runs as the `postgres` user when the tests run as root
+/// (PostgreSQL refuses to run as root).
+pub struct PrivatePostgres {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+}
+
+impl PrivatePostgres {
+    /// Creates a cluster and a migrated database `paas`, and starts the server.
+    pub fn start() -> Self {
+        let bin = ["17", "16", "15", "14"]
+            .iter()
+            .map(|v| std::path::PathBuf::from(format!("/usr/lib/postgresql/{v}/bin")))
+            .find(|dir| dir.join("pg_ctl").exists())
+            .expect("PostgreSQL server binaries under /usr/lib/postgresql/<version>/bin");
+        let dir = std::env::temp_dir().join(format!("paas-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pg = Self {
+            port: free_port(),
+            dir,
+            bin,
+        };
+        if as_root() {
+            let status = std::process::Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&pg.dir)
+                .status()
+                .unwrap();
+            assert!(status.success(), "chown of the data directory failed");
+        }
+        pg.run("initdb", &["-A", "trust", "-U", "postgres", "--no-sync"]);
+        pg.resume();
+        let mut admin = pg.connect("postgres");
+        diesel::connection::SimpleConnection::batch_execute(&mut admin, "CREATE DATABASE paas")
+            .unwrap();
+        paas_persistence::migrations::run_pending(&pg.url())
+            .unwrap_or_else(|err| panic!("migrating the private database failed: {err:?}"));
+        pg
+    }
+
+    /// One of PostgreSQL's programs on this server's data directory (as `postgres` when root).
+    fn command(&self, program: &str, args: &[&str]) -> std::process::Command {
+        let path = self.bin.join(program);
+        let mut command = if as_root() {
+            let mut command = std::process::Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(path);
+            command
+        } else {
+            std::process::Command::new(path)
+        };
+        command.args(args).arg("-D").arg(&self.dir);
+        command
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let output = self
+            .command(program, args)
+            .output()
+            .expect("run a PostgreSQL program");
+        assert!(
+            output.status.success(),
+            "{program} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// The URL of the `paas` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/paas", self.port)
+    }
+
+    pub fn connect(&self, database: &str) -> diesel::PgConnection {
+        use diesel::Connection;
+        let url = format!("postgres://postgres@127.0.0.1:{}/{database}", self.port);
+        diesel::PgConnection::establish(&url).unwrap()
+    }
+
+    /// Stops the server the way `pg_ctl stop` does by default (fast: open transactions are
+    /// rolled back, connections are closed), and waits until it is down.
+    pub fn stop(&self) {
+        self.run("pg_ctl", &["stop", "-m", "fast", "-w"]);
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    pub fn resume(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("server.log");
+        self.run(
+            "pg_ctl",
+            &["start", "-w", "-l", log.to_str().unwrap(), "-o", &options],
+        );
+    }
+
+    /// A counting query (`SELECT count(*) …`) on the `paas` database, as its owner.
+    pub fn count(&self, query: &str) -> i64 {
+        count_on(&mut self.connect("paas"), query)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl", &["stop", "-m", "immediate", "-w"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether the tests run as root (`/proc/self` belongs to the process's effective user).
+fn as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
