@@ -48,6 +48,8 @@
 //! | `PAAS_TRACES_FILTER` | `info` | Which spans are exported (EnvFilter syntax), independent of `RUST_LOG`. |
 //! | `PAAS_METRICS_TOKEN` | unset (open) | When set, `GET /metrics` requires `Authorization: Bearer <token>`. |
 //! | `PAAS_QUOTA_FAIL_OPEN` | `false` | While Redis is unavailable, admit chats without a token reservation (`true`) instead of answering 503. |
+//! | `PAAS_QUOTAS` | `true` | Enforce plans' rate limits, runs in progress and token quotas in Redis. `false`: no limits at all and no Redis round trip on a request's path; usage is still recorded in the ledger, but the month's counters in Redis do not count it. |
+//! | `PAAS_RECORD_OPENAI_RUNS` | `true` | Write a run row for each OpenAI-compatible request (`GET /api/v1/runs/{id}`, and recovery after a crash, need it). `false`: only its usage-ledger row is written, behind the answer — no database write on its path. |
 //! | `PAAS_CONFIG_CACHE` | `true` | Keep API keys, agents and provider clients in memory (changes reach every replica at once over Redis; off while Redis is unreachable). `false` reads them from PostgreSQL on every request. |
 //!
 //! Any secret (`DATABASE_URL`, `REDIS_URL`, `PAAS_JWT_SECRET`, `PAAS_JWT_SECRET_PREVIOUS`,
@@ -121,6 +123,10 @@ pub struct Config {
     pub metrics_token: Option<SecretString>,
     pub web_dir: Option<std::path::PathBuf>,
     pub quota_fail_open: bool,
+    /// Enforce rate limits and token quotas (`PAAS_QUOTAS`; see `paas_quota::QuotaConfig`).
+    pub quotas: bool,
+    /// Write a run row for each OpenAI-compatible request (`PAAS_RECORD_OPENAI_RUNS`).
+    pub record_openai_runs: bool,
     /// Cache API keys, agents and provider clients in memory (see `crate::cache`).
     pub config_cache: bool,
     /// Secrets that were generated because none were configured (development only), so the
@@ -546,6 +552,8 @@ impl Config {
             metrics_token: src.secret("PAAS_METRICS_TOKEN"),
             web_dir: src.var("PAAS_WEB_DIR").map(std::path::PathBuf::from),
             quota_fail_open: src.flag("PAAS_QUOTA_FAIL_OPEN", false),
+            quotas: src.flag("PAAS_QUOTAS", true),
+            record_openai_runs: src.flag("PAAS_RECORD_OPENAI_RUNS", true),
             config_cache: src.flag("PAAS_CONFIG_CACHE", true),
             generated_secrets: generated,
             warnings,

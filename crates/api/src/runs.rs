@@ -77,6 +77,8 @@ pub struct LiveRun {
     pub tenant_id: TenantId,
     pub user_id: UserId,
     pub session_id: Option<SessionId>,
+    /// See [`RunStart::recorded`].
+    recorded: bool,
     cancel: CancellationToken,
     log: Mutex<EventLog>,
     notify: Notify,
@@ -146,6 +148,9 @@ impl LiveRun {
 
     /// What to write with the run's lease, while it still needs one.
     fn progress(&self) -> Option<RunProgress> {
+        if !self.recorded {
+            return None; // no row to hold a lease on
+        }
         let log = self.lock();
         (!log.ended && log.finished_at.is_none()).then(|| RunProgress {
             id: self.id,
@@ -191,6 +196,10 @@ pub struct RunStart {
     /// (whose idempotent retry follows the same run). A non-streamed OpenAI request's answer is
     /// one body that nobody follows event by event: it skips those writes.
     pub mirror: bool,
+    /// Whether the run has a row in `runs` (inserted before the start), to hold its lease and
+    /// take its outcome. Always for a dashboard turn; for an OpenAI-compatible request unless
+    /// `PAAS_RECORD_OPENAI_RUNS` is off — then it is known only by its usage-ledger row.
+    pub recorded: bool,
 }
 
 /// A run's billing: its token reservation and the ledger row's attributes.
@@ -392,6 +401,7 @@ impl RunManager {
             tenant_id: start.tenant_id,
             user_id: start.user_id,
             session_id: start.session_id,
+            recorded: start.recorded,
             cancel: CancellationToken::new(),
             log: Mutex::new(EventLog::default()),
             notify: Notify::new(),
@@ -613,6 +623,9 @@ impl RunManager {
     /// database is unavailable. `Ok(false)`: the run was no longer `running` (another replica
     /// claimed it as interrupted), so nothing was written.
     async fn store(&self, live: &LiveRun, result: &RunResult) -> Result<bool, Error> {
+        if !live.recorded {
+            return Ok(true); // nothing to write: its ledger row is its record
+        }
         let now = chrono::Utc::now();
         let messages: Vec<NewMessage> = match live.session_id {
             None => Vec::new(),

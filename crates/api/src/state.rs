@@ -70,6 +70,7 @@ impl AppState {
             paas_quota::QuotaConfig {
                 prefix: config.redis_prefix.clone(),
                 fail_open: config.quota_fail_open,
+                enforce: config.quotas,
             },
         );
         let usage = paas_quota::UsageWriter::start(db.clone(), paas_quota::LedgerConfig::default());

@@ -454,3 +454,63 @@ const OpenAI = require('openai');
     );
     assert!(stdout.contains("sdk ok"));
 }
+
+/// A non-streamed completion through `helper`, as `key`.
+async fn complete(app: &TestApp, key: &str) -> reqwest::Response {
+    app.request(Method::POST, "/v1/chat/completions")
+        .bearer_auth(key)
+        .json(&json!({"model": "helper", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn without_run_rows_a_completion_is_billed_by_its_ledger_row_alone() {
+    let app = TestApp::builder()
+        .env("PAAS_RECORD_OPENAI_RUNS", "false")
+        .start()
+        .await;
+    let admin = app.signup("acme").await.admin;
+    app.agent(&admin, json!({"name": "helper"})).await;
+    let (_, key) = app.with_api_key(&admin, &["chat"]).await;
+    for _ in 0..3 {
+        let body = expect_status(complete(&app, &key).await, StatusCode::OK).await;
+        assert!(body["usage"]["total_tokens"].as_i64().unwrap() > 0);
+    }
+    app.ledger_rows(3).await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM usage_records WHERE source = 'openai'"),
+        3
+    );
+    assert_eq!(app.count("SELECT count(*) FROM runs"), 0);
+    // Dashboard turns keep their rows (their messages belong to them).
+    app.chat(
+        &admin.access_token,
+        json!({"agent": "helper", "message": "hello"}),
+    )
+    .await;
+    app.count_reaches("SELECT count(*) FROM runs WHERE status = 'completed'", 1)
+        .await;
+    assert_eq!(app.count("SELECT count(*) FROM runs"), 1);
+}
+
+#[tokio::test]
+async fn with_quotas_off_nothing_is_limited_and_usage_is_still_recorded() {
+    let app = TestApp::builder().env("PAAS_QUOTAS", "false").start().await;
+    let acme = app.signup("acme").await;
+    app.set_quota(
+        &acme.id,
+        json!({"requests_per_minute": 1, "key_requests_per_minute": 1,
+               "max_tokens_per_month": 1, "max_concurrent_runs": 1}),
+    )
+    .await;
+    app.agent(&acme.admin, json!({"name": "helper"})).await;
+    let (_, key) = app.with_api_key(&acme.admin, &["chat"]).await;
+    let answers = (0..5).map(|_| complete(&app, &key));
+    for response in futures_util::future::join_all(answers).await {
+        expect_status(response, StatusCode::OK).await;
+    }
+    app.ledger_rows(5).await;
+    assert_eq!(app.count("SELECT count(*) FROM usage_records"), 5);
+}

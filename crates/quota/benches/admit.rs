@@ -115,6 +115,7 @@ async fn run() {
         QuotaConfig {
             prefix: paas_testing::redis_prefix(),
             fail_open: false,
+            enforce: true,
         },
     );
     let rate = RateRequest {

@@ -26,6 +26,11 @@ pub struct QuotaConfig {
     /// When Redis is unavailable, admit chats without a reservation (true) or refuse them
     /// with 503 (false, the default).
     pub fail_open: bool,
+    /// Enforce rate limits, runs in progress and token quotas (true, the default). False: every
+    /// request and run is admitted without asking Redis, nothing is reserved or counted there
+    /// (usage is still recorded in the ledger), and the rate-limit window reported is a full
+    /// one. For a deployment that needs no limits, and to measure what they cost.
+    pub enforce: bool,
 }
 
 /// A run's claim on its tenant's monthly tokens.
@@ -321,6 +326,9 @@ impl Quotas {
     /// Counts one request against the tenant's (and key's) rate limit. Never fails: without
     /// Redis the per-process limiter decides.
     pub async fn check_rate(&self, rate: &RateRequest) -> RateOutcome {
+        if !self.inner.config.enforce {
+            return Self::unenforced(rate);
+        }
         let keys = self.keys(rate.tenant, rate.key.map(|k| k.0), "-");
         match self.run_admit(&keys, Some(rate), 0, None, -1).await {
             Ok(answer) => Self::outcome(&answer, true),
@@ -329,6 +337,23 @@ impl Quotas {
                 metrics::counter!("rate_limit_fallbacks_total").increment(1);
                 self.local_rate(rate)
             }
+        }
+    }
+
+    /// A full window: what a request is told when limits are not enforced.
+    fn unenforced(rate: &RateRequest) -> RateOutcome {
+        let limit = rate.key.map_or(rate.tenant_per_minute, |(_, key)| {
+            key.min(rate.tenant_per_minute)
+        });
+        RateOutcome {
+            window: RateWindow {
+                limit,
+                remaining: limit,
+                reset: Duration::ZERO,
+                retry_after: None,
+            },
+            refused_by: None,
+            shared: true,
         }
     }
 
@@ -379,6 +404,12 @@ impl Quotas {
         rate: &RateRequest,
         tokens: &TokenRequest,
     ) -> Result<Admission, Error> {
+        if !self.inner.config.enforce {
+            return Ok(Admission::Admitted {
+                rate: Self::unenforced(rate),
+                reserved: false,
+            });
+        }
         let answer = match self
             .admit_with_rebuild(rate.tenant, Some(rate), 1, tokens)
             .await?
@@ -427,6 +458,9 @@ impl Quotas {
     /// Reserves more tokens for a run in progress (its next model call). `Ok(false)`: the
     /// month has no room for them.
     pub async fn extend(&self, tenant: TenantId, tokens: &TokenRequest) -> Result<bool, Error> {
+        if !self.inner.config.enforce {
+            return Ok(true);
+        }
         match self.admit_with_rebuild(tenant, None, 2, tokens).await? {
             Ok(answer) => Ok(answer.status == 0),
             Err(_) if self.inner.config.fail_open => Ok(true),
@@ -472,6 +506,9 @@ impl Quotas {
         started_at: DateTime<Utc>,
         used: u64,
     ) -> Result<i64, Error> {
+        if !self.inner.config.enforce {
+            return Ok(0);
+        }
         let keys = self.keys(tenant, None, &period::month_key(started_at));
         let used = i64::try_from(used).unwrap_or(i64::MAX);
         self.connected().await.map_err(unavailable)?;

@@ -70,6 +70,7 @@ impl Fixture {
             QuotaConfig {
                 prefix: self.prefix.clone(),
                 fail_open,
+                enforce: true,
             },
         )
     }
@@ -429,6 +430,7 @@ async fn without_redis_rates_fall_back_per_process_and_tokens_fail_closed_or_ope
         QuotaConfig {
             prefix: f.prefix.clone(),
             fail_open: false,
+            enforce: true,
         },
     );
     let outcome = closed.check_rate(&rate(&f, 2)).await;
@@ -457,6 +459,7 @@ async fn without_redis_rates_fall_back_per_process_and_tokens_fail_closed_or_ope
         QuotaConfig {
             prefix: f.prefix.clone(),
             fail_open: true,
+            enforce: true,
         },
     );
     let admitted = open

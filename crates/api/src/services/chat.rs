@@ -222,6 +222,7 @@ pub async fn start_chat(
         amount,
         run_quota,
         mirror: true,
+        recorded: true,
     };
     Ok(launch.start(state, principal, agent, spec, history))
 }
@@ -238,6 +239,8 @@ struct Launch {
     run_quota: RunQuota,
     /// See [`RunStart::mirror`].
     mirror: bool,
+    /// See [`RunStart::recorded`].
+    recorded: bool,
 }
 
 impl Launch {
@@ -273,6 +276,7 @@ impl Launch {
             history,
             metering,
             mirror: self.mirror,
+            recorded: self.recorded,
         });
         Started { run, agent }
     }
@@ -332,15 +336,18 @@ pub async fn start_openai(
         started_at: run_quota.started_at,
         lease: state.runs.lease(),
     };
-    let stored = state
-        .db
-        // The run row of an OpenAI-compatible request: not worth an fsync on the request path
-        // (see `Db::tenant_tx_async_commit`).
-        .tenant_tx_async_commit(tenant, move |conn| runs::insert(conn, &run_row))
-        .await;
-    if let Err(err) = stored {
-        release(state, tenant, run_id, &run_quota).await;
-        return Err(err);
+    let recorded = state.config.record_openai_runs;
+    if recorded {
+        let stored = state
+            .db
+            // The run row of an OpenAI-compatible request: not worth an fsync on the request
+            // path (see `Db::tenant_tx_async_commit`).
+            .tenant_tx_async_commit(tenant, move |conn| runs::insert(conn, &run_row))
+            .await;
+        if let Err(err) = stored {
+            release(state, tenant, run_id, &run_quota).await;
+            return Err(err);
+        }
     }
     let launch = Launch {
         run_id,
@@ -351,6 +358,7 @@ pub async fn start_openai(
         amount,
         run_quota,
         mirror: input.stream,
+        recorded,
     };
     Ok(launch.start(state, principal, agent, spec, input.messages))
 }
