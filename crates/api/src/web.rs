@@ -23,11 +23,66 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsa
                    img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; \
                    frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'";
 
-/// Paths that belong to the API, never to the dashboard.
+/// Paths that belong to the API, never to the dashboard: also in any spelling a lenient client
+/// or proxy might read as one (`/API/V1/…`, `//api/v1/…`, `/x/../api/…`, `/api;x/v1/…`,
+/// `/api%2fv1/…`), which get the API's JSON 404, not the dashboard's page.
 fn is_api(path: &str) -> bool {
-    ["/api/", "/v1/", "/healthz", "/readyz", "/metrics"]
-        .iter()
-        .any(|prefix| path == prefix.trim_end_matches('/') || path.starts_with(prefix))
+    [path.to_owned(), normalise(path)].iter().any(|path| {
+        ["/api/", "/v1/", "/healthz", "/readyz", "/metrics"]
+            .iter()
+            .any(|prefix| path == prefix.trim_end_matches('/') || path.starts_with(prefix))
+    })
+}
+
+/// `path` percent-decoded (twice), in lower case, with backslashes as slashes, `;` parameters
+/// and control characters dropped, and empty, `.` and `..` segments resolved.
+fn normalise(path: &str) -> String {
+    let decoded = percent_decode(&percent_decode(path)).to_lowercase();
+    let mut segments: Vec<String> = Vec::new();
+    for segment in decoded.split(['/', '\\']) {
+        let segment: String = segment
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect();
+        match segment.trim() {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            _ => segments.push(segment),
+        }
+    }
+    let mut normalised = format!("/{}", segments.join("/"));
+    if decoded.ends_with(['/', '\\']) && !segments.is_empty() {
+        normalised.push('/');
+    }
+    normalised
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A file of the dashboard: from `PAAS_WEB_DIR` when set, else the built-in build.
@@ -122,8 +177,31 @@ mod tests {
             "/apiary",
             "/v1x",
             "/assets/index.js",
+            "/chat/%2e%2e",
+            "/settings/keys;x=1",
         ] {
             assert!(!is_api(path), "{path}");
+        }
+        // Other spellings of the API are the API's too.
+        for path in [
+            "/API/V1/users",
+            "/Api/v1/users",
+            "//api/v1/users",
+            "/api//v1/users",
+            "/x/../api/v1/users",
+            "/x/%2e%2e/api/v1/users",
+            "/api%2fv1%2fusers",
+            "/api;x=1/v1/users",
+            "/%61pi/v1/users",
+            "/%2561pi/v1/users",
+            "/api%00/v1/users",
+            "/api\\v1\\users",
+            "/./V1/models",
+            "/HEALTHZ",
+            "/metrics/",
+            "/v1/..;/models",
+        ] {
+            assert!(is_api(path), "{path}");
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The persistence layer's error and its mapping to client-facing errors.
 
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::{DatabaseErrorInformation, DatabaseErrorKind, Error as DieselError};
 use paas_core::Error;
 
 /// What can go wrong inside a transaction: a query failed, or a rule checked inside the
@@ -40,6 +40,17 @@ fn unique_violation(constraint: Option<&str>) -> Error {
     }
 }
 
+/// PostgreSQL cannot store a NUL character: not in text (`invalid byte sequence for encoding
+/// "UTF8": 0x00`, SQLSTATE 22021, also when a NUL is only compared in a lookup) and not as
+/// `\u0000` in jsonb (`unsupported Unicode escape sequence`, 22P05). The value came from the
+/// client, so this is a bad request, not an internal error. (Diesel reports both as `Unknown`
+/// and does not expose the SQLSTATE: the message is what tells them apart.)
+fn refuses_nul(info: &dyn DatabaseErrorInformation) -> bool {
+    let message = info.message();
+    (message.starts_with("invalid byte sequence for encoding") && message.ends_with("0x00"))
+        || message.starts_with("unsupported Unicode escape sequence")
+}
+
 pub(crate) fn unavailable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
     Error::unavailable(
         "database_unavailable",
@@ -72,6 +83,10 @@ impl From<DbError> for Error {
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => {
                     unavailable(info.message().to_owned())
                 }
+                _ if refuses_nul(info.as_ref()) => Error::bad_request(
+                    "invalid_value",
+                    "a value contains a NUL character (\\u0000), which cannot be stored",
+                ),
                 _ => Error::internal(format!("database error: {}", info.message())),
             },
             DbError::Query(DieselError::NotFound) => Error::not_found("object"),

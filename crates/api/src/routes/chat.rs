@@ -62,8 +62,9 @@ pub async fn chat_completions(
     Keyed { body, key }: Keyed<Result<web::Json<ChatRequest>, actix_web::Error>>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let reply = async {
-        authorize(&principal, Action::Chat).map_err(ApiError)?;
+        // The body's shape (400) before the role (403), as on every route.
         let body = body?.into_inner();
+        authorize(&principal, Action::Chat).map_err(ApiError)?;
         let (work_req, work_state) = (req.clone(), state.clone());
         let work = move || start(work_req, work_state, principal, plan, body);
         Ok::<_, actix_web::Error>(idempotency::once(&req, &principal, key, work).await?)

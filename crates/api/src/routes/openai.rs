@@ -383,8 +383,9 @@ pub async fn chat_completions(
     // Credentials are checked before the body, as for every other route.
     let ChatAuth(principal, plan) = auth.map_err(OpenAiError::from)?;
     let reply = async {
-        authorize(&principal, Action::Chat).map_err(OpenAiError::from)?;
+        // The body's shape (400) before the scope (403), as on every route.
         let body = body?.into_inner();
+        authorize(&principal, Action::Chat).map_err(OpenAiError::from)?;
         let (work_req, work_state) = (req.clone(), state.clone());
         let work = move || async move {
             let mut rate = None;
