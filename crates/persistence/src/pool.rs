@@ -277,7 +277,13 @@ impl Db {
                 .await
                 .map_err(|err| Error::internal(err.to_string()))?;
             match attempt {
-                Attempt::Done(result) => return result.map_err(Error::from),
+                Attempt::Done(result) => {
+                    // A connection that broke under the caller's work is not returned either.
+                    if matches!(&result, Err(DbError::Query(err)) if connection_lost(err)) {
+                        drop(Object::take(conn));
+                    }
+                    return result.map_err(Error::from);
+                }
                 Attempt::Stale(back, err) => {
                     // Not returned to the pool.
                     drop(Object::take(conn));
