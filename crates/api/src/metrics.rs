@@ -27,6 +27,9 @@ const BUCKETS: &[f64] = &[
     60.0, 120.0, 300.0, 600.0,
 ];
 
+/// How often histogram samples are folded into their buckets when nobody scrapes /metrics.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Installs the process's Prometheus recorder (once; later calls reuse it).
 pub fn handle() -> Option<&'static PrometheusHandle> {
     HANDLE
@@ -37,6 +40,21 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             match installed {
                 Ok(handle) => {
                     describe();
+                    // `install_recorder` leaves upkeep to us: without it, every histogram sample
+                    // is kept until the next scrape of /metrics, so a server nobody scrapes grows
+                    // by every request it serves (found by `just soak`).
+                    let upkept = handle.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name("metrics-upkeep".to_owned())
+                        .spawn(move || {
+                            loop {
+                                std::thread::sleep(UPKEEP_EVERY);
+                                upkept.run_upkeep();
+                            }
+                        });
+                    if let Err(err) = spawned {
+                        tracing::warn!(error = %err, "cannot start the metrics upkeep thread");
+                    }
                     Some(handle)
                 }
                 Err(err) => {
