@@ -587,11 +587,20 @@ impl RunManager {
             tokio::spawn(async move {
                 for _ in 0..360 {
                     tokio::time::sleep(Duration::from_secs(5)).await;
-                    if quotas
-                        .settle(tenant, run, run_quota.started_at, used)
-                        .await
-                        .is_ok()
-                    {
+                    // A reserved run counts only while its reservation is still held: if Redis
+                    // came back empty, the month's counter is rebuilt from the ledger, which
+                    // has this run's row by now, and counting it again would bill its tokens
+                    // twice against the quota. A run admitted without a reservation (fail
+                    // open) has nothing to find, so it is counted.
+                    let settled = if run_quota.held {
+                        quotas
+                            .settle_held(tenant, run, run_quota.started_at, used)
+                            .await
+                            .map(drop)
+                    } else {
+                        quotas.settle(tenant, run, run_quota.started_at, used).await
+                    };
+                    if settled.is_ok() {
                         return;
                     }
                 }

@@ -686,6 +686,65 @@ async fn when_redis_stops_the_server_keeps_serving_and_recovers_when_it_returns(
 }
 
 #[tokio::test]
+async fn a_run_finishing_while_redis_is_away_is_counted_once_when_redis_comes_back_empty() {
+    let port = free_port();
+    let mut redis = PrivateRedis::start(port);
+    redis.wait_ready().await;
+    let app = TestApp::builder()
+        .env("REDIS_URL", &format!("redis://127.0.0.1:{port}"))
+        .env("PAAS_MOCK_CHUNK_DELAY_MS", "40")
+        .start()
+        .await;
+    let acme = app.signup("acme").await;
+    app.agent(&acme.admin, json!({"name": "helper"})).await;
+    let token = acme.admin.access_token.clone();
+    let (response, _) = app
+        .start_chat(&token, json!({"agent": "helper", "message": "a long one"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Redis dies mid-answer: the run finishes, its usage goes to the ledger, and settling its
+    // tokens in Redis is retried in the background.
+    redis.stop();
+    let events = parse_sse(&response.text().await.unwrap());
+    assert_eq!(events.last().unwrap().event, "done");
+    app.ledger_rows(1).await;
+
+    // Redis returns empty: the next admission rebuilds the month's counter from the ledger,
+    // which holds the first run; the background retry must not count it a second time.
+    let mut redis = PrivateRedis::start(port);
+    redis.wait_ready().await;
+    let mut admitted = false;
+    for _ in 0..100 {
+        let response = app
+            .post(
+                "/api/v1/chat/completions",
+                &token,
+                json!({"agent": "helper", "message": "after"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::OK {
+            response.text().await.unwrap();
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(admitted, "chats work again once Redis is back");
+    app.ledger_rows(2).await;
+    // The background retry runs every 5 s.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let quota = app.quota(&acme.admin).await;
+    assert_eq!(
+        quota["usage"]["tokens_this_month"]["used"],
+        app.count("SELECT sum(prompt_tokens + completion_tokens) FROM usage_records"),
+        "the counter equals the ledger: the first run is counted once"
+    );
+    redis.stop();
+}
+
+#[tokio::test]
 async fn done_when_a_small_monthly_quota_runs_out_in_both_apis_and_the_operator_raises_it() {
     let app = TestApp::new().await;
     let acme = app.signup("acme").await;
