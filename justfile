@@ -69,6 +69,14 @@ bench-smoke: services
     cargo build -p paas-api -p paas-mock-upstream -p paas-bench
     cargo run --quiet -p paas-bench -- --quick --out "{{justfile_directory()}}/target/bench-smoke"
 
+# The soak (docs/reliability.md): MINUTES (30 by default) of steady mixed chat load, API-key churn
+# and a Redis blip every 5 minutes (its own redis-server, stopped for 8 s) on the release build.
+# Fails on an unexpected error, a usage ledger that differs from the usage the clients were told,
+# or memory that keeps growing; writes target/soak/report.json and report.md. Not in `just test`.
+soak minutes="30": services
+    cargo build --release -p paas-api -p paas-mock-upstream -p paas-bench
+    cargo run --release --quiet -p paas-bench -- soak --minutes {{minutes}} --out "{{justfile_directory()}}/target/soak"
+
 # Make sure PostgreSQL and Redis are up (starts local ones if needed).
 services:
     scripts/ensure-services.sh

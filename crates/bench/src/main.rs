@@ -5,6 +5,10 @@
 //! through the platform's OpenAI-compatible endpoint, alternating, and reports the difference.
 //! `just bench` runs it; `--quick` (in `just test`) runs a few seconds of each scenario at a low
 //! rate and checks that the report is well formed. See docs/benchmarks.md.
+//!
+//! `paas-bench soak` (`just soak`) is the other mode: a long mixed load with Redis blips, which
+//! reports errors, the platform's memory over time and the usage ledger against the usage the
+//! clients were told. See `soak.rs` and docs/reliability.md.
 
 // A benchmark reports on stdout.
 #![allow(clippy::print_stdout)]
@@ -14,11 +18,12 @@ mod procs;
 mod report;
 mod scenarios;
 mod setup;
+mod soak;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 pub type Fail = Box<dyn std::error::Error + Send + Sync>;
 
@@ -45,6 +50,16 @@ pub struct Cli {
     /// Seconds of each measurement at a constant rate (s2, s3); the issue asks for 30.
     #[arg(long, default_value_t = 30)]
     pub seconds: u64,
+    /// Another mode than the benchmark (without one, the benchmark runs).
+    #[command(subcommand)]
+    pub mode: Option<Mode>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Mode {
+    /// A long mixed load against the platform with Redis blips: errors, memory over time and
+    /// the usage ledger against the usage the clients were told (`just soak`).
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,7 +74,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(scenarios::run(cli)) {
+    let result = match cli.mode {
+        Some(Mode::Soak(args)) => runtime.block_on(soak::run(args)),
+        None => runtime.block_on(scenarios::run(cli)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("paas-bench: {err}");

@@ -23,7 +23,13 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, mut command: Command) -> Result<Self, Fail> {
-        command.stdin(Stdio::null()).stdout(Stdio::null());
+        command.stdout(Stdio::null());
+        Self::spawn_with_output(name, command)
+    }
+
+    /// [`Proc::spawn`], keeping the output the command was given.
+    pub fn spawn_with_output(name: &str, mut command: Command) -> Result<Self, Fail> {
+        command.stdin(Stdio::null());
         let child = command
             .spawn()
             .map_err(|err| format!("cannot start {name}: {err}"))?;
@@ -39,7 +45,7 @@ impl Proc {
 
     /// Resident memory now, in bytes.
     pub fn rss_bytes(&self) -> u64 {
-        status_kb(self.pid(), "VmRSS:").map_or(0, |kb| kb * 1024)
+        rss_bytes_of(self.pid())
     }
 
     /// Fails if the process has exited (it crashed, or could not start).
@@ -54,6 +60,10 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // Already reaped (stopped on purpose): its pid may belong to another process by now.
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         for _ in 0..50 {
@@ -81,6 +91,21 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / TICKS_PER_SEC)
+}
+
+/// Resident memory of a process now, in bytes (0 once it is gone).
+pub fn rss_bytes_of(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS:").map_or(0, |kb| kb * 1024)
+}
+
+/// Open file descriptors of a process (sockets included); 0 once it is gone.
+pub fn open_fds(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count() as u64)
+}
+
+/// Threads of a process; 0 once it is gone.
+pub fn threads(pid: u32) -> u64 {
+    status_kb(pid, "Threads:").unwrap_or(0)
 }
 
 fn status_kb(pid: u32, field: &str) -> Option<u64> {

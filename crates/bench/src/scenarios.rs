@@ -485,7 +485,7 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-fn machine() -> Value {
+pub fn machine() -> Value {
     let cpuinfo = read("/proc/cpuinfo");
     let model = cpuinfo
         .lines()
@@ -513,7 +513,7 @@ fn machine() -> Value {
     })
 }
 
-fn commit() -> String {
+pub fn commit() -> String {
     let out = |args: &[&str]| {
         std::process::Command::new("git")
             .args(args)
@@ -562,6 +562,7 @@ pub async fn run(cli: Cli) -> Result<(), Fail> {
     let (platform, root) = setup::start_platform(
         cli.bin_dir.as_deref(),
         database.url(),
+        setup::SHARED_REDIS,
         &cli.out.join("platform.log"),
     )
     .await?;

@@ -73,7 +73,8 @@ pub async fn start_mock(bin_dir: Option<&Path>, shape: MockShape) -> Result<Mock
         .args(["--latency-ms", &shape.latency_ms.to_string()])
         .args(["--chunks", &shape.chunks.to_string()])
         .args(["--chunk-interval-ms", &shape.chunk_interval_ms.to_string()])
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1");
     let mut proc = Proc::spawn(&format!("mock-upstream ({})", shape.name), command)?;
     let root = format!("http://127.0.0.1:{port}");
     wait_ready(
@@ -91,11 +92,15 @@ pub async fn start_mock(bin_dir: Option<&Path>, shape: MockShape) -> Result<Mock
 
 const OPERATOR_TOKEN: &str = "bench-operator-token-0123456789abcdef";
 
-/// Starts `agent-paas serve` on `database_url` (already migrated), logging warnings only to
-/// `log`.
+/// The machine's Redis, which the benchmark shares (under a key prefix of its own).
+pub const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
+
+/// Starts `agent-paas serve` on `database_url` (already migrated) and `redis_url`, logging
+/// warnings and errors only, to `log`.
 pub async fn start_platform(
     bin_dir: Option<&Path>,
     database_url: &str,
+    redis_url: &str,
     log: &Path,
 ) -> Result<(Proc, String), Fail> {
     let port = free_port()?;
@@ -103,7 +108,7 @@ pub async fn start_platform(
     command
         .args(["serve", "--no-migrate"])
         .env("DATABASE_URL", database_url)
-        .env("REDIS_URL", "redis://127.0.0.1:6379")
+        .env("REDIS_URL", redis_url)
         .env(
             "PAAS_REDIS_PREFIX",
             format!("bench:{}:", uuid::Uuid::new_v4().simple()),
@@ -115,8 +120,11 @@ pub async fn start_platform(
         .env("PAAS_BCRYPT_COST", "4")
         .env("PAAS_LOG_FORMAT", "text")
         .env("RUST_LOG", "warn")
-        .stderr(std::fs::File::create(log)?);
-    let mut proc = Proc::spawn("agent-paas", command)?;
+        .env("NO_COLOR", "1");
+    // The server logs to stdout (and reports a failure to start on stderr): both go to `log`.
+    let file = std::fs::File::create(log)?;
+    command.stdout(file.try_clone()?).stderr(file);
+    let mut proc = Proc::spawn_with_output("agent-paas", command)?;
     let root = format!("http://127.0.0.1:{port}");
     wait_ready(
         &mut proc,
@@ -127,7 +135,8 @@ pub async fn start_platform(
     Ok((proc, root))
 }
 
-async fn call(
+/// One JSON call of the setup; anything but a 2xx is an error.
+pub async fn call(
     client: &reqwest::Client,
     method: reqwest::Method,
     url: String,
@@ -148,9 +157,25 @@ async fn call(
     Ok(body)
 }
 
+/// The tenant [`configure_tenant`] sets up, and its admin's credentials.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub id: String,
+    /// The admin's login session: an access token (15 minutes) and its refresh token.
+    pub access_token: String,
+    pub refresh_token: String,
+    /// An API key of the admin's with the `chat` scope.
+    pub key: String,
+}
+
 /// A tenant on the enterprise plan with limits no benchmark reaches, a provider and an agent
 /// (`bench-<mock>`, no tools) per mock, and an API key with the `chat` scope. Returns the key.
 pub async fn configure(root: &str, mocks: &[Mock]) -> Result<String, Fail> {
+    Ok(configure_tenant(root, mocks).await?.key)
+}
+
+/// [`configure`], returning the tenant and the admin's session as well as the key.
+pub async fn configure_tenant(root: &str, mocks: &[Mock]) -> Result<Tenant, Fail> {
     let client = reqwest::Client::new();
     let signup = call(
         &client,
@@ -164,6 +189,10 @@ pub async fn configure(root: &str, mocks: &[Mock]) -> Result<String, Fail> {
     let token = signup["access_token"]
         .as_str()
         .ok_or("signup gave no access token")?
+        .to_owned();
+    let refresh_token = signup["refresh_token"]
+        .as_str()
+        .ok_or("signup gave no refresh token")?
         .to_owned();
     let tenant = signup["tenant"]["id"]
         .as_str()
@@ -217,5 +246,10 @@ pub async fn configure(root: &str, mocks: &[Mock]) -> Result<String, Fail> {
         json!({"name": "bench", "scopes": ["chat"]}),
     )
     .await?;
-    Ok(key["key"].as_str().ok_or("no API key")?.to_owned())
+    Ok(Tenant {
+        id: tenant,
+        access_token: token,
+        refresh_token,
+        key: key["key"].as_str().ok_or("no API key")?.to_owned(),
+    })
 }
