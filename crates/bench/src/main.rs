@@ -40,7 +40,7 @@ pub struct Cli {
     /// Directory holding `agent-paas` and `mock-upstream` (default: this binary's own).
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
-    /// Scenarios to run (default: all): s1, s2, s3, s4, s5.
+    /// Scenarios to run (default: all): s1, s2, s3, s4, s5, s6.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Streams held open at once in s5. Each takes two sockets in the platform (client and

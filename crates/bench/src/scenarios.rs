@@ -25,6 +25,7 @@ struct Plan {
     s4_many: Duration,
     s5_streams: usize,
     s5_rate: f64,
+    s6_rate: f64,
 }
 
 impl Plan {
@@ -42,6 +43,7 @@ impl Plan {
                 s4_many: Duration::from_secs(1),
                 s5_streams: 50,
                 s5_rate: 50.0,
+                s6_rate: 50.0,
             }
         } else {
             Self {
@@ -59,6 +61,8 @@ impl Plan {
                 s4_many: Duration::from_secs(15),
                 s5_streams: cli.streams,
                 s5_rate: 1_000.0,
+                // Below the knee of s3, so each configuration is measured unsaturated.
+                s6_rate: 500.0,
             }
         }
     }
@@ -67,6 +71,8 @@ impl Plan {
 /// The processes under test and the two clients.
 struct Bench {
     plan: Plan,
+    bin_dir: Option<std::path::PathBuf>,
+    out: std::path::PathBuf,
     mocks: Vec<Mock>,
     platform: Proc,
     root: String,
@@ -543,6 +549,117 @@ the first content chunk (TTFT) and between content chunks. Scenarios 1, 2 and 4 
 direct, platform, direct, platform; a path's percentile is the count-weighted mean of its two \
 rounds'; added = platform minus direct.";
 
+/// The configurations of s6: the full path, and without each part whose cost it shows.
+const COSTS: &[(&str, &[(&str, &str)])] = &[
+    ("full path", &[]),
+    ("quotas off", &[("PAAS_QUOTAS", "false")]),
+    ("run rows off", &[("PAAS_RECORD_OPENAI_RUNS", "false")]),
+    (
+        "both off",
+        &[
+            ("PAAS_QUOTAS", "false"),
+            ("PAAS_RECORD_OPENAI_RUNS", "false"),
+        ],
+    ),
+];
+
+/// s6: s1's and a steady rate's figures with Redis-backed quotas (`PAAS_QUOTAS`) and the run
+/// rows in PostgreSQL (`PAAS_RECORD_OPENAI_RUNS`) on and off, each configuration a platform of
+/// its own on a database of its own. (Authentication, the usage ledger and its write-behind
+/// stay on in all of them.)
+async fn s6(bench: &mut Bench) -> Result<Scenario, Fail> {
+    let one = Load::Clients(1, bench.plan.s1);
+    let rate = bench.plan.s6_rate;
+    let steady = Load::Rate(rate, bench.plan.steady);
+    let direct_one = bench.measure("direct", 1, setup::FAST, false, one).await?;
+    let direct_rate = bench
+        .measure("direct", 1, setup::FAST, false, steady)
+        .await?;
+    let mut rows = Vec::new();
+    let mut verdicts = Vec::new();
+    let mut runs = vec![direct_one.clone(), direct_rate.clone()];
+    for (name, env) in COSTS {
+        println!("  {name}");
+        // The full path is the platform already running; each other one gets its own.
+        let own = if env.is_empty() {
+            None
+        } else {
+            let database = paas_testing::TestDatabase::new();
+            let log = bench
+                .out
+                .join(format!("platform-{}.log", name.replace(' ', "-")));
+            let (platform, root) = setup::start_platform(
+                bench.bin_dir.as_deref(),
+                database.url(),
+                setup::SHARED_REDIS,
+                env,
+                &log,
+            )
+            .await?;
+            let key = setup::configure(&root, &bench.mocks).await?;
+            let saved = (
+                std::mem::replace(&mut bench.platform, platform),
+                std::mem::replace(&mut bench.root, root),
+                std::mem::replace(&mut bench.key, key),
+            );
+            Some((database, saved))
+        };
+        let measured = async {
+            let a = bench
+                .measure("platform", 1, setup::FAST, false, one)
+                .await?;
+            let b = bench
+                .measure("platform", 1, setup::FAST, false, steady)
+                .await?;
+            Ok::<_, Fail>((a, b))
+        }
+        .await;
+        if let Some((database, (platform, root, key))) = own {
+            drop(std::mem::replace(&mut bench.platform, platform));
+            bench.root = root;
+            bench.key = key;
+            drop(database);
+        }
+        let (mut a, mut b) = measured?;
+        let cores = b.cpu_cores["platform"].as_f64().unwrap_or(f64::NAN);
+        let cpu_ms = round3(cores * 1_000.0 / b.throughput_rps.max(1e-9));
+        let row = json!({
+            "config": name,
+            "env": env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+            "added_p50_ms_1": round3(a.latency.p50_ms - direct_one.latency.p50_ms),
+            "added_p99_ms_1": round3(a.latency.p99_ms - direct_one.latency.p99_ms),
+            "added_p99_ms_rate": round3(b.latency.p99_ms - direct_rate.latency.p99_ms),
+            "errors": a.errors + b.errors,
+            "cpu_ms_per_request": cpu_ms,
+        });
+        verdicts.push(Verdict::judge(
+            false,
+            &format!("{name}: added at 1 client (p50 / p99), added p99 at {rate} req/s, CPU"),
+            format!(
+                "{} / {} ms, {} ms, {} ms a request, {} errors",
+                row["added_p50_ms_1"],
+                row["added_p99_ms_1"],
+                row["added_p99_ms_rate"],
+                cpu_ms,
+                row["errors"]
+            ),
+            true,
+        ));
+        a.offered = json!(format!("{name}, {}", a.offered.as_str().unwrap_or("")));
+        b.offered = json!(format!("{name}, {}", b.offered.as_str().unwrap_or("")));
+        runs.push(a);
+        runs.push(b);
+        rows.push(row);
+    }
+    Ok(Scenario {
+        id: "s6",
+        title: "Quotas and run rows on and off".to_owned(),
+        summary: json!({"configs": rows, "rate": rate}),
+        runs,
+        verdicts,
+    })
+}
+
 pub async fn run(cli: Cli) -> Result<(), Fail> {
     let plan = Plan::new(&cli);
     let wanted = |id: &str| cli.only.is_empty() || cli.only.iter().any(|s| s == id);
@@ -563,12 +680,15 @@ pub async fn run(cli: Cli) -> Result<(), Fail> {
         cli.bin_dir.as_deref(),
         database.url(),
         setup::SHARED_REDIS,
+        &[],
         &cli.out.join("platform.log"),
     )
     .await?;
     let key = setup::configure(&root, &mocks).await?;
     let mut bench = Bench {
         plan,
+        bin_dir: cli.bin_dir.clone(),
+        out: cli.out.clone(),
         mocks,
         platform,
         root,
@@ -595,6 +715,10 @@ pub async fn run(cli: Cli) -> Result<(), Fail> {
     if wanted("s5") {
         println!("s5: streams held open");
         scenarios.push(s5(&mut bench).await?);
+    }
+    if wanted("s6") {
+        println!("s6: quotas and run rows on and off");
+        scenarios.push(s6(&mut bench).await?);
     }
     let report = json!({
         "meta": {

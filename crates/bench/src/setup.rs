@@ -95,12 +95,13 @@ const OPERATOR_TOKEN: &str = "bench-operator-token-0123456789abcdef";
 /// The machine's Redis, which the benchmark shares (under a key prefix of its own).
 pub const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
 
-/// Starts `agent-paas serve` on `database_url` (already migrated) and `redis_url`, logging
-/// warnings and errors only, to `log`.
+/// Starts `agent-paas serve` on `database_url` (already migrated) and `redis_url`, with `env` on
+/// top of the full path's configuration, logging warnings and errors only, to `log`.
 pub async fn start_platform(
     bin_dir: Option<&Path>,
     database_url: &str,
     redis_url: &str,
+    env: &[(&str, &str)],
     log: &Path,
 ) -> Result<(Proc, String), Fail> {
     let port = free_port()?;
@@ -120,7 +121,8 @@ pub async fn start_platform(
         .env("PAAS_BCRYPT_COST", "4")
         .env("PAAS_LOG_FORMAT", "text")
         .env("RUST_LOG", "warn")
-        .env("NO_COLOR", "1");
+        .env("NO_COLOR", "1")
+        .envs(env.iter().copied());
     // The server logs to stdout (and reports a failure to start on stderr): both go to `log`.
     let file = std::fs::File::create(log)?;
     command.stdout(file.try_clone()?).stderr(file);

@@ -136,6 +136,7 @@ pub async fn run(args: SoakArgs) -> Result<(), Fail> {
         bin_dir,
         database.url(),
         &redis.url(),
+        &[],
         &args.out.join("platform.log"),
     )
     .await?;
