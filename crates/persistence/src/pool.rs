@@ -9,7 +9,6 @@ use deadpool::managed::{Metrics, Object, RecycleError, RecycleResult};
 use deadpool_diesel::Runtime;
 use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::sql_types::Text;
 use diesel::{PgConnection, RunQueryDsl};
 use paas_core::{Error, TenantId};
 
@@ -125,13 +124,14 @@ impl std::fmt::Debug for Db {
     }
 }
 
-/// Runs at the start of every transaction: become `paas_app`, scope to one tenant (or none).
-const SCOPE_SQL: &str =
-    "SELECT set_config('role', 'paas_app', true), set_config('paas.tenant_id', $1, true)";
+/// Opens every transaction, in the same round trip as its `BEGIN`: become `paas_app`, scope to
+/// one tenant (or none, `''`). `{tenant}` is replaced by a tenant id, which is a UUID.
+const SCOPE_SQL: &str = "BEGIN; SELECT set_config('role', 'paas_app', true), \
+     set_config('paas.tenant_id', '{tenant}', true)";
 
 /// [`SCOPE_SQL`], and the commit does not wait for the WAL to reach the disk.
-const SCOPE_ASYNC_COMMIT_SQL: &str = "SELECT set_config('role', 'paas_app', true), \
-     set_config('paas.tenant_id', $1, true), set_config('synchronous_commit', 'off', true)";
+const SCOPE_ASYNC_COMMIT_SQL: &str = "BEGIN; SELECT set_config('role', 'paas_app', true), \
+     set_config('paas.tenant_id', '{tenant}', true), set_config('synchronous_commit', 'off', true)";
 
 /// Connections of the pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,8 +142,8 @@ pub struct PoolStatus {
 }
 
 /// The operator's transactions: `paas_app`, no tenant, the operator flag.
-const OPERATOR_SQL: &str = "SELECT set_config('role', 'paas_app', true), \
-     set_config('paas.tenant_id', $1, true), set_config('paas.operator', 'on', true)";
+const OPERATOR_SQL: &str = "BEGIN; SELECT set_config('role', 'paas_app', true), \
+     set_config('paas.tenant_id', '{tenant}', true), set_config('paas.operator', 'on', true)";
 
 impl Db {
     /// Builds the pool. No connection is made until the first query, so the server can start
@@ -243,36 +243,44 @@ impl Db {
         F: FnOnce(&mut PgConnection) -> Result<T, DbError> + Send + 'static,
         T: Send + 'static,
     {
-        let tenant = tenant.map(|t| t.to_string()).unwrap_or_default();
+        // A `TenantId` prints as a UUID: nothing in it needs quoting.
+        let begin = scope_sql.replace(
+            "{tenant}",
+            &tenant.map(|t| t.to_string()).unwrap_or_default(),
+        );
         let mut work = f;
         // Every connection in the pool may have died with a restart of the database: each is
         // tried (and dropped) at most once before the pool opens a fresh one.
         let mut stale = 0;
         loop {
             let conn = self.pool.get().await.map_err(unavailable)?;
-            let tenant = tenant.clone();
+            let begin = begin.clone();
             let attempt = conn
                 .interact(move |conn| {
                     if AnsiTransactionManager::is_broken_transaction_manager(conn) {
                         return Attempt::Stale(work, DieselError::BrokenTransactionManager);
                     }
-                    let mut work = Some(work);
-                    let result = conn.transaction(|conn| {
-                        diesel::sql_query(scope_sql)
-                            .bind::<Text, _>(&tenant)
-                            .execute(conn)?;
-                        let work = work
-                            .take()
-                            .unwrap_or_else(|| unreachable!("the work runs once"));
-                        work(conn)
-                    });
-                    match (result, work) {
+                    if let Err(err) = AnsiTransactionManager::begin_transaction_sql(conn, &begin) {
                         // Nothing of the caller's ran: safe to run it on another connection.
-                        (Err(DbError::Query(err)), Some(work)) if connection_lost(&err) => {
-                            Attempt::Stale(work, err)
+                        if connection_lost(&err) {
+                            return Attempt::Stale(work, err);
                         }
-                        (result, _) => Attempt::Done(result),
+                        // The BEGIN may have gone through without the scope: end it.
+                        let _ =
+                            diesel::connection::SimpleConnection::batch_execute(conn, "ROLLBACK");
+                        return Attempt::Done(Err(err.into()));
                     }
+                    // What `Connection::transaction` does after its BEGIN.
+                    let result = match work(conn) {
+                        Ok(value) => AnsiTransactionManager::commit_transaction(conn)
+                            .map(|()| value)
+                            .map_err(DbError::from),
+                        Err(err) => match AnsiTransactionManager::rollback_transaction(conn) {
+                            Ok(()) | Err(DieselError::BrokenTransactionManager) => Err(err),
+                            Err(rollback) => Err(rollback.into()),
+                        },
+                    };
+                    Attempt::Done(result)
                 })
                 .await
                 .map_err(|err| Error::internal(err.to_string()))?;
