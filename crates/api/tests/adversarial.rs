@@ -1609,6 +1609,37 @@ async fn a_gzip_bomb_is_refused_at_the_body_limit() {
 
 // ---- 6, 7. absurd numbers and oversized completions ----------------------------------------
 
+/// Sends `body` to `path` as `token` and checks it is refused with 400 `code` and changes
+/// nothing.
+async fn refused_as_bad_request(
+    w: &World,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: String,
+    code: &str,
+) -> Reply {
+    let what = format!("{method} {path} {body}");
+    let before = w.snapshot();
+    let reply = Reply::of(
+        w.app
+            .request(method, path)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body),
+    )
+    .await;
+    check(&reply, &what);
+    assert_eq!(
+        (reply.status, reply.code().as_str()),
+        (StatusCode::BAD_REQUEST, code),
+        "{what}: {}",
+        reply.text
+    );
+    assert_eq!(w.snapshot(), before, "{what}");
+    reply
+}
+
 #[tokio::test]
 async fn absurd_numbers_are_refused_with_the_fields_code() {
     let w = World::new().await;
@@ -1667,24 +1698,7 @@ async fn absurd_numbers_are_refused_with_the_fields_code() {
                 format!("{{\"{field}\": {value}}}"),
             ),
         ] {
-            let what = format!("{method} {path} {body}");
-            let before = w.snapshot();
-            let reply = Reply::of(
-                w.app
-                    .request(method, path)
-                    .bearer_auth(&admin)
-                    .header("content-type", "application/json")
-                    .body(body.clone()),
-            )
-            .await;
-            check(&reply, &what);
-            assert_eq!(
-                (reply.status, reply.code()),
-                (StatusCode::BAD_REQUEST, code.clone()),
-                "{what}: {}",
-                reply.text
-            );
-            assert_eq!(w.snapshot(), before, "{what}");
+            refused_as_bad_request(&w, method, path, &admin, body, code).await;
         }
     }
     // The OpenAI-compatible API: the same limits, in its error shape.
@@ -1709,24 +1723,16 @@ async fn absurd_numbers_are_refused_with_the_fields_code() {
         let body = format!(
             "{{\"model\": \"helper\", \"messages\": [{{\"role\": \"user\", \"content\": \"hi\"}}], \"{field}\": {value}}}"
         );
-        let before = w.snapshot();
-        let reply = Reply::of(
-            w.app
-                .request(Method::POST, "/v1/chat/completions")
-                .bearer_auth(&w.chat_key)
-                .header("content-type", "application/json")
-                .body(body.clone()),
+        let reply = refused_as_bad_request(
+            &w,
+            Method::POST,
+            "/v1/chat/completions",
+            &w.chat_key,
+            body,
+            code,
         )
         .await;
-        check(&reply, &body);
-        assert_eq!(
-            (reply.status, reply.code()),
-            (StatusCode::BAD_REQUEST, code.clone()),
-            "{body}: {}",
-            reply.text
-        );
         assert_eq!(reply.json()["error"]["type"], "invalid_request_error");
-        assert_eq!(w.snapshot(), before, "{body}");
     }
     w.healthy().await;
 }

@@ -606,6 +606,29 @@ async fn usage_reports_group_runs_and_show_each_caller_what_they_may_see() {
     }
 }
 
+/// Chats as `token` until Redis, back after an outage, admits the chat (10 s at most), and
+/// checks the answer ended.
+async fn chat_once_redis_is_back(app: &TestApp, token: &str) {
+    for _ in 0..100 {
+        let response = app
+            .post(
+                "/api/v1/chat/completions",
+                token,
+                json!({"agent": "helper", "message": "after"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::OK {
+            let events = parse_sse(&response.text().await.unwrap());
+            assert_eq!(events.last().unwrap().event, "done");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chats do not work again once Redis is back");
+}
+
 #[tokio::test]
 async fn when_redis_stops_the_server_keeps_serving_and_recovers_when_it_returns() {
     let port = free_port();
@@ -655,26 +678,7 @@ async fn when_redis_stops_the_server_keeps_serving_and_recovers_when_it_returns(
     // Redis comes back empty (it keeps nothing on disk): the counter is rebuilt from the ledger.
     let mut redis = PrivateRedis::start(port);
     redis.wait_ready().await;
-    let mut recovered = false;
-    for _ in 0..100 {
-        let response = app
-            .post(
-                "/api/v1/chat/completions",
-                &token,
-                json!({"agent": "helper", "message": "after"}),
-            )
-            .send()
-            .await
-            .unwrap();
-        if response.status() == StatusCode::OK {
-            let events = parse_sse(&response.text().await.unwrap());
-            assert_eq!(events.last().unwrap().event, "done");
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(recovered, "chats work again once Redis is back");
+    chat_once_redis_is_back(&app, &token).await;
     app.ledger_rows(2).await;
     let quota = app.quota(&acme.admin).await;
     assert_eq!(
@@ -713,25 +717,7 @@ async fn a_run_finishing_while_redis_is_away_is_counted_once_when_redis_comes_ba
     // which holds the first run; the background retry must not count it a second time.
     let mut redis = PrivateRedis::start(port);
     redis.wait_ready().await;
-    let mut admitted = false;
-    for _ in 0..100 {
-        let response = app
-            .post(
-                "/api/v1/chat/completions",
-                &token,
-                json!({"agent": "helper", "message": "after"}),
-            )
-            .send()
-            .await
-            .unwrap();
-        if response.status() == StatusCode::OK {
-            response.text().await.unwrap();
-            admitted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(admitted, "chats work again once Redis is back");
+    chat_once_redis_is_back(&app, &token).await;
     app.ledger_rows(2).await;
     // The background retry runs every 5 s.
     tokio::time::sleep(Duration::from_secs(6)).await;
