@@ -564,8 +564,8 @@ const COSTS: &[(&str, &[(&str, &str)])] = &[
 ];
 
 /// s6: s1's and a steady rate's figures with Redis-backed quotas (`PAAS_QUOTAS`) and the run
-/// rows in PostgreSQL (`PAAS_RECORD_OPENAI_RUNS`) on and off, each configuration a platform of
-/// its own on a database of its own. (Authentication, the usage ledger and its write-behind
+/// rows in PostgreSQL (`PAAS_RECORD_OPENAI_RUNS`) on and off, each configuration a fresh
+/// platform on a database of its own. (Authentication, the usage ledger and its write-behind
 /// stay on in all of them.)
 async fn s6(bench: &mut Bench) -> Result<Scenario, Fail> {
     let one = Load::Clients(1, bench.plan.s1);
@@ -580,10 +580,9 @@ async fn s6(bench: &mut Bench) -> Result<Scenario, Fail> {
     let mut runs = vec![direct_one.clone(), direct_rate.clone()];
     for (name, env) in COSTS {
         println!("  {name}");
-        // The full path is the platform already running; each other one gets its own.
-        let own = if env.is_empty() {
-            None
-        } else {
+        // Each configuration, the full path too, is a fresh platform: the one already running
+        // carries what the scenarios before did to its heap and pools.
+        let own = {
             let database = paas_testing::TestDatabase::new();
             let log = bench
                 .out
@@ -602,7 +601,7 @@ async fn s6(bench: &mut Bench) -> Result<Scenario, Fail> {
                 std::mem::replace(&mut bench.root, root),
                 std::mem::replace(&mut bench.key, key),
             );
-            Some((database, saved))
+            (database, saved)
         };
         let measured = async {
             let a = bench
@@ -614,12 +613,11 @@ async fn s6(bench: &mut Bench) -> Result<Scenario, Fail> {
             Ok::<_, Fail>((a, b))
         }
         .await;
-        if let Some((database, (platform, root, key))) = own {
-            drop(std::mem::replace(&mut bench.platform, platform));
-            bench.root = root;
-            bench.key = key;
-            drop(database);
-        }
+        let (database, (platform, root, key)) = own;
+        drop(std::mem::replace(&mut bench.platform, platform));
+        bench.root = root;
+        bench.key = key;
+        drop(database);
         let (mut a, mut b) = measured?;
         let cores = b.cpu_cores["platform"].as_f64().unwrap_or(f64::NAN);
         let cpu_ms = round3(cores * 1_000.0 / b.throughput_rps.max(1e-9));
