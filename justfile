@@ -57,7 +57,7 @@ dev-frontend:
 
 # Benchmarks on this machine (docs/benchmarks.md): the gateway against its mock upstream, direct
 # vs through the platform (release build; prints the table, writes target/bench/report.json and
-# report.md), then the quota scripts' own cost (target/bench/quota.json). Takes about 15 minutes.
+# report.md), then the quota scripts' own cost (target/bench/quota.json). Takes about 20 minutes.
 bench: services
     cargo build --release -p paas-api -p paas-mock-upstream -p paas-bench
     cargo run --release --quiet -p paas-bench -- --out "{{justfile_directory()}}/target/bench"
