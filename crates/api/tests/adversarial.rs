@@ -16,9 +16,11 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{JWT_SECRET, OPERATOR_TOKEN, PASSWORD, Session, Tenant, TestApp, expect_status};
+use common::{
+    JWT_SECRET, OPERATOR_TOKEN, PASSWORD, Session, Tenant, TestApp, claims_of, expect_status, sign,
+};
 use diesel::PgConnection;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::Algorithm;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
@@ -503,14 +505,7 @@ impl World {
         let (ids, chat_key) = populate(&app, &acme, "helper").await;
         let (foreign, _) = populate(&app, &globex, "globex-only").await;
         let viewer = app.with_user(&acme.admin, "viewer").await;
-        let doc: Value = app
-            .request(Method::GET, "/api/v1/openapi.json")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let doc = app.openapi().await;
         let routes = routes(&doc);
         let owner = Mutex::new(app.db.owner_connection());
         World {
@@ -534,6 +529,19 @@ impl World {
     /// A fingerprint of everything the API writes (read as the database owner): every row of
     /// tenants, users, keys, agents, providers, sessions, messages, quotas, refresh tokens and
     /// idempotency keys (less the last-used and last-login times), and the number of runs.
+    /// Checks that `reply` (to the request `what`, sent when the tables were `before`) is a
+    /// clear 400 `code` and that nothing changed.
+    fn expect_refused(&self, reply: &Reply, what: &str, before: &str, code: &str) {
+        check(reply, what);
+        assert_eq!(
+            (reply.status, reply.code().as_str()),
+            (StatusCode::BAD_REQUEST, code),
+            "{what}: {}",
+            reply.text
+        );
+        assert_eq!(self.snapshot(), before, "{what}");
+    }
+
     fn snapshot(&self) -> String {
         use diesel::RunQueryDsl;
         #[derive(diesel::QueryableByName)]
@@ -1222,15 +1230,7 @@ async fn hostile_idempotency_keys_are_refused_or_are_just_keys() {
                 .header("Idempotency-Key", key),
             )
             .await;
-            check(&reply, &what);
-            assert_eq!(
-                reply.status,
-                StatusCode::BAD_REQUEST,
-                "{what}: {}",
-                reply.text
-            );
-            assert_eq!(reply.code(), "invalid_idempotency_key", "{what}");
-            assert_eq!(w.snapshot(), before, "{what}");
+            w.expect_refused(&reply, &what, &before, "invalid_idempotency_key");
         }
         // Non-ASCII bytes.
         n += 1;
@@ -1362,15 +1362,7 @@ impl World {
                 let what = format!("{} with {label} #{i}", route.name());
                 let before = self.snapshot();
                 let reply = self.send_bytes(route, bytes).await;
-                check(&reply, &what);
-                assert_eq!(
-                    reply.status,
-                    StatusCode::BAD_REQUEST,
-                    "{what}: {}",
-                    reply.text
-                );
-                assert_eq!(reply.code(), "invalid_json", "{what}");
-                assert_eq!(self.snapshot(), before, "{what}");
+                self.expect_refused(&reply, &what, &before, "invalid_json");
             }
         }
         self.healthy().await;
@@ -1629,14 +1621,7 @@ async fn refused_as_bad_request(
             .body(body),
     )
     .await;
-    check(&reply, &what);
-    assert_eq!(
-        (reply.status, reply.code().as_str()),
-        (StatusCode::BAD_REQUEST, code),
-        "{what}: {}",
-        reply.text
-    );
-    assert_eq!(w.snapshot(), before, "{what}");
+    w.expect_refused(&reply, &what, &before, code);
     reply
 }
 
@@ -2044,15 +2029,6 @@ async fn owner_and_role_fields_injected_into_bodies_are_never_applied() {
 }
 
 // ---- 9. forged tokens on every route -----------------------------------------------------
-
-fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
-fn sign(claims: &Value, alg: Algorithm, secret: &[u8]) -> String {
-    jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret)).unwrap()
-}
 
 #[tokio::test]
 async fn forged_tokens_are_401_on_every_authenticated_route() {

@@ -7,8 +7,8 @@ mod common;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{JWT_SECRET, PASSWORD, TestApp, expect_error, expect_status};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use common::{JWT_SECRET, PASSWORD, TestApp, claims_of, expect_error, expect_status, sign};
+use jsonwebtoken::Algorithm;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -409,15 +409,6 @@ async fn logout_ends_the_session_at_once() {
         .await
         .unwrap();
     expect_error(garbage, StatusCode::UNAUTHORIZED, "invalid_token").await;
-}
-
-fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
-fn sign(claims: &Value, alg: Algorithm, secret: &[u8]) -> String {
-    jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret)).unwrap()
 }
 
 #[tokio::test]

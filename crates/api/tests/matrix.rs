@@ -287,14 +287,7 @@ async fn the_matrix_covers_every_authenticated_route() {
     // Every path in the OpenAPI document that needs credentials is in the matrix above, or is an
     // id route whose authorisation is that of its collection (tested with the objects' tests).
     let app = TestApp::new().await;
-    let doc: Value = app
-        .request(Method::GET, "/api/v1/openapi.json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.openapi().await;
     let covered: Vec<String> = routes()
         .iter()
         .map(|r| format!("{} {}", r.method, r.path))

@@ -153,6 +153,17 @@ impl TestApp {
         expect_status(response, StatusCode::OK).await
     }
 
+    /// The server's OpenAPI document.
+    pub async fn openapi(&self) -> Value {
+        self.request(Method::GET, "/api/v1/openapi.json")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// The tenant's quota status as its admin sees it.
     pub async fn quota(&self, session: &Session) -> Value {
         expect_status(
@@ -336,6 +347,28 @@ fn count_on(conn: &mut diesel::PgConnection, query: &str) -> i64 {
         .get_result::<Count>(conn)
         .unwrap()
         .n
+}
+
+/// The claims of a JWT, read without checking its signature (to forge variants of it).
+pub fn claims_of(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// A JWT of `claims`, signed with `alg` and `secret`.
+pub fn sign(claims: &Value, alg: jsonwebtoken::Algorithm, secret: &[u8]) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(alg),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap()
 }
 
 /// A TCP port free on loopback right now.
