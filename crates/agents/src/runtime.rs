@@ -7,8 +7,8 @@
 //! - `max_steps`: model calls per run;
 //! - `max_tokens`: completion tokens per run (each call may use what is left);
 //! - `timeout`: wall-clock time of the whole run;
-//! - `tool_timeout`: time of one tool call (an overrun is reported to the model as a failed
-//!   tool, not fatal);
+//! - `tool_timeout`: time of one tool call (an overrun ends the run; the timed-out call keeps
+//!   an error result in the transcript, so every stored tool call has its result);
 //! - `repeated_tool_call`: the same tool with the same arguments more than `max_repeats` times;
 //! - `token_quota`: the tenant's monthly tokens have no room for the next model call. A run
 //!   starts with a reservation covering its first call (prompt estimate + `max_tokens`); each
@@ -81,6 +81,7 @@ pub enum LimitReason {
     MaxSteps,
     MaxTokens,
     Timeout,
+    ToolTimeout,
     RepeatedToolCall,
     TokenQuota,
 }
@@ -91,6 +92,7 @@ impl LimitReason {
             LimitReason::MaxSteps => "max_steps",
             LimitReason::MaxTokens => "max_tokens",
             LimitReason::Timeout => "timeout",
+            LimitReason::ToolTimeout => "tool_timeout",
             LimitReason::RepeatedToolCall => "repeated_tool_call",
             LimitReason::TokenQuota => "token_quota",
         }
@@ -116,6 +118,10 @@ impl LimitReason {
                     limits.timeout.as_secs()
                 )
             }
+            LimitReason::ToolTimeout => format!(
+                "a tool call exceeded its time limit of {} s",
+                limits.tool_timeout.as_secs_f32()
+            ),
             LimitReason::RepeatedToolCall => format!(
                 "the agent called the same tool with the same arguments more than {} times",
                 limits.max_repeats
@@ -350,6 +356,12 @@ pub async fn run(
                         stopped = Some(Stop::Limit(LimitReason::Timeout));
                         break;
                     }
+                    // The call's error result is still recorded (below), so the stored
+                    // transcript pairs the call with a result; then the run ends.
+                    ToolOutcome::ToolTimedOut(content) => {
+                        stopped = Some(Stop::Limit(LimitReason::ToolTimeout));
+                        (content, true)
+                    }
                 };
             emit(RunEvent::ToolResult {
                 id: call.id.clone(),
@@ -366,6 +378,9 @@ pub async fn run(
                 usage: Usage::default(),
             });
             messages.push(result);
+            if stopped.is_some() {
+                break;
+            }
         }
         if stopped.is_some() {
             break stopped;
@@ -546,7 +561,10 @@ async fn call_model(
 enum ToolOutcome {
     Done(String, bool),
     Cancelled,
+    /// The run's wall-clock deadline passed.
     TimedOut,
+    /// The tool overran its own time limit; the error result for the model.
+    ToolTimedOut(String),
 }
 
 async fn execute(
@@ -586,10 +604,10 @@ async fn execute(
         result = tokio::time::timeout(tool_timeout, tool.call(arguments)) => match result {
             Ok(Ok(output)) => ToolOutcome::Done(output, false),
             Ok(Err(err)) => ToolOutcome::Done(format!("error: {err}"), true),
-            Err(_) => ToolOutcome::Done(
-                format!("error: the tool did not finish within {} s", tool_timeout.as_secs_f32()),
-                true,
-            ),
+            Err(_) => ToolOutcome::ToolTimedOut(format!(
+                "error: the tool did not finish within {} s",
+                tool_timeout.as_secs_f32()
+            )),
         },
     }
 }

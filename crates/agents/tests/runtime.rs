@@ -320,15 +320,56 @@ impl Tool for Sleepy {
 }
 
 #[tokio::test]
-async fn a_tool_overrunning_its_timeout_fails_without_ending_the_run() {
+async fn a_tool_overrunning_its_timeout_ends_the_run_with_a_tool_timeout_limit() {
     let limits = Guardrails {
         tool_timeout: Duration::from_millis(100),
         ..limits()
     };
     let registry = registry().with_tool(Arc::new(Sleepy));
+    let started = std::time::Instant::now();
     let (result, events) = go("[mock:tool=sleepy {}]", spec(&["sleepy"], limits), registry).await;
-    assert_eq!(result.status, RunStatus::Completed);
-    assert!(events.iter().any(|e| matches!(e, RunEvent::ToolResult { is_error: true, content, .. } if content.contains("did not finish"))));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the run ended at the tool's timeout, not when the tool finished"
+    );
+    assert_eq!(result.status, RunStatus::Limited);
+    assert_eq!(result.limit, Some(LimitReason::ToolTimeout));
+    assert_eq!(LimitReason::ToolTimeout.as_str(), "tool_timeout");
+    assert_eq!(result.steps, 1, "the model is not called again");
+    // The timed-out call keeps an error result, then `limit` and `done` end the run.
+    let tail: Vec<&RunEvent> = events
+        .iter()
+        .skip_while(|e| !matches!(e, RunEvent::ToolCall { .. }))
+        .collect();
+    assert!(matches!(tail[0], RunEvent::ToolCall { name, .. } if name == "sleepy"));
+    assert!(
+        matches!(tail[1], RunEvent::ToolResult { is_error: true, content, .. } if content.contains("did not finish"))
+    );
+    match tail[2] {
+        RunEvent::Limit { reason, message } => {
+            assert_eq!(*reason, LimitReason::ToolTimeout);
+            assert!(message.contains("tool call"), "{message}");
+        }
+        other => panic!("expected a limit event, got {other:?}"),
+    }
+    assert!(matches!(
+        tail[3],
+        RunEvent::Done {
+            status: RunStatus::Limited,
+            ..
+        }
+    ));
+    assert_eq!(tail.len(), 4);
+    let wire = serde_json::to_value(tail[2]).unwrap();
+    assert_eq!(wire["data"]["reason"], "tool_timeout");
+    // The transcript pairs the assistant's tool call with its (error) result.
+    assert_eq!(result.transcript.len(), 2);
+    let call_id = &result.transcript[0].message.tool_calls[0].id;
+    let answer = &result.transcript[1];
+    assert_eq!(answer.message.role, MessageRole::Tool);
+    assert_eq!(answer.message.tool_call_id.as_ref(), Some(call_id));
+    assert!(answer.is_error);
+    assert_eq!(answer.tool_name.as_deref(), Some("sleepy"));
 }
 
 #[tokio::test]

@@ -495,6 +495,8 @@ enum Upstream {
     Hang,
     /// Sends a chunk that is not JSON.
     Malformed,
+    /// Answers HTTP 500 with OpenAI's error body.
+    ServerError,
 }
 
 /// A local server speaking OpenAI's Chat Completions streaming format. Records the
@@ -555,6 +557,10 @@ async fn openai_fixture(mode: Upstream) -> (String, Arc<Mutex<Vec<String>>>) {
                         format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n{body}")
                     }
                     Upstream::Hang => String::new(),
+                    Upstream::ServerError => {
+                        let body = r#"{"error":{"message":"The server had an error while processing your request.","type":"server_error","param":null,"code":null}}"#;
+                        format!("HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+                    }
                     Upstream::RateLimited => "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 0\r\ncontent-length: 62\r\nconnection: close\r\n\r\n{\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit_exceeded\"}}".to_owned(),
                     Upstream::Answer | Upstream::CutMidStream => {
                         let mut body = chunk("Hello") + &chunk(" from") + &chunk(" upstream");
@@ -599,6 +605,136 @@ async fn app_with_provider(mode: Upstream) -> (TestApp, common::Session, Arc<Mut
     )
     .await;
     (app, admin, seen)
+}
+
+/// Asserts what a run cut by an upstream fault left behind: the session's stored assistant
+/// message is exactly the text streamed before the fault, and the usage ledger has exactly one
+/// row for the run, with the tokens `GET /runs/{id}` reports. Returns the run.
+async fn assert_partial_answer_stored_and_billed_once(
+    app: &TestApp,
+    token: &str,
+    headers: &reqwest::header::HeaderMap,
+    streamed: &str,
+) -> Value {
+    let run_id = headers["x-run-id"].to_str().unwrap();
+    let session_id = headers["x-session-id"].to_str().unwrap();
+    let run = app.finished_run(token, run_id).await;
+    let messages = expect_status(
+        app.get(&format!("/api/v1/sessions/{session_id}/messages"), token)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let assistant: Vec<&Value> = messages["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "assistant")
+        .collect();
+    assert_eq!(assistant.len(), 1, "{messages}");
+    assert_eq!(assistant[0]["content"], streamed);
+    // The ledger is written behind the run.
+    let ledger = format!("SELECT count(*) FROM usage_records WHERE run_id = '{run_id}'");
+    app.count_reaches(&ledger, 1).await;
+    assert_eq!(app.count(&ledger), 1, "billed once");
+    for column in ["prompt_tokens", "completion_tokens"] {
+        assert_eq!(
+            app.count(&format!(
+                "SELECT {column} FROM usage_records WHERE run_id = '{run_id}'"
+            )),
+            run["usage"][column].as_i64().unwrap(),
+            "{column} of the ledger row and of the run"
+        );
+    }
+    run
+}
+
+#[tokio::test]
+async fn platform_default_providers_come_from_the_environment() {
+    let (base, seen) = openai_fixture(Upstream::Answer).await;
+    let app = TestApp::builder()
+        .env("OPENAI_API_KEY", "sk-platform-KEY7890")
+        .env("OPENAI_BASE_URL", &base)
+        .env("PAAS_ALLOW_PRIVATE_UPSTREAMS", "true")
+        .start()
+        .await;
+    let admin = app.signup("acme").await.admin;
+    let listing = app
+        .get("/api/v1/providers", &admin.access_token)
+        .send()
+        .await
+        .unwrap();
+    let listing = expect_status(listing, StatusCode::OK).await;
+    assert_eq!(listing["platform"], json!(["platform:openai"]));
+    assert_eq!(listing["items"], json!([]), "no tenant provider was made");
+    assert!(!listing.to_string().contains("sk-platform"));
+
+    let agent = app
+        .agent(
+            &admin,
+            json!({"name": "hosted", "provider_id": "platform:openai", "model": "gpt-test"}),
+        )
+        .await;
+    assert_eq!(agent["provider_id"], "platform:openai");
+    assert!(!agent.to_string().contains("sk-platform"));
+    let (headers, events) = app
+        .chat(
+            &admin.access_token,
+            json!({"agent": "hosted", "message": "hi"}),
+        )
+        .await;
+    assert_eq!(answer(&events), "Hello from upstream");
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        ["authorization: Bearer sk-platform-KEY7890"]
+    );
+    let run = app
+        .finished_run(&admin.access_token, headers["x-run-id"].to_str().unwrap())
+        .await;
+    assert_eq!(run["status"], "completed");
+    assert_eq!(run["provider"], "openai");
+    assert_eq!(run["model"], "gpt-test");
+}
+
+#[tokio::test]
+async fn an_upstream_server_error_is_retried_then_a_clear_error_billed_once_at_zero() {
+    let (app, admin, seen) = app_with_provider(Upstream::ServerError).await;
+    let (headers, events) = app
+        .chat(
+            &admin.access_token,
+            json!({"agent": "real", "message": "hi"}),
+        )
+        .await;
+    let error = events.iter().find(|e| e.event == "error").unwrap();
+    assert_eq!(error.data["data"]["code"], "upstream_unavailable");
+    assert_eq!(answer(&events), "");
+    let done = events.last().unwrap();
+    assert_eq!(done.event, "done");
+    assert_eq!(done.data["data"]["status"], "failed");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "PAAS_UPSTREAM_MAX_RETRIES=1: the first attempt and one retry"
+    );
+    let run_id = headers["x-run-id"].to_str().unwrap();
+    let run = app.finished_run(&admin.access_token, run_id).await;
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["error_code"], "upstream_unavailable");
+    assert_eq!(run["usage"]["total_tokens"], 0);
+    // Nothing reached the model's answer, so nothing is billed, but the run has its one
+    // ledger row (written behind the run).
+    let ledger = format!("SELECT count(*) FROM usage_records WHERE run_id = '{run_id}'");
+    app.count_reaches(&ledger, 1).await;
+    assert_eq!(app.count(&ledger), 1);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM usage_records WHERE run_id = '{run_id}' \
+             AND prompt_tokens = 0 AND completion_tokens = 0 AND status = 'failed'"
+        )),
+        1
+    );
 }
 
 #[tokio::test]
@@ -667,6 +803,13 @@ async fn upstream_failures_reach_the_client_as_clear_errors() {
         run["usage"]["completion_tokens"].as_u64().unwrap() > 0,
         "the partial answer is billed once"
     );
+    assert_partial_answer_stored_and_billed_once(
+        &app,
+        &admin.access_token,
+        &headers,
+        "Hello from upstream",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -689,7 +832,7 @@ async fn a_hanging_or_garbled_upstream_is_a_clear_error_not_a_hang() {
     );
 
     let (app, admin, _) = app_with_provider(Upstream::Malformed).await;
-    let (_, events) = app
+    let (headers, events) = app
         .chat(
             &admin.access_token,
             json!({"agent": "real", "message": "hi"}),
@@ -698,4 +841,95 @@ async fn a_hanging_or_garbled_upstream_is_a_clear_error_not_a_hang() {
     let error = events.iter().find(|e| e.event == "error").unwrap();
     assert_eq!(error.data["data"]["code"], "upstream_bad_response");
     assert_eq!(answer(&events), "Hello");
+    let run =
+        assert_partial_answer_stored_and_billed_once(&app, &admin.access_token, &headers, "Hello")
+            .await;
+    assert_eq!(run["status"], "failed");
+    assert!(run["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+}
+
+/// Runs `agent-paas tenant create --if-not-exists --with-demo-agent` (what `just dev` does)
+/// against the test server's database; its output.
+fn create_demo_tenant(app: &TestApp) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_agent-paas"))
+        .args([
+            "tenant",
+            "create",
+            "--name",
+            "demo",
+            "--admin-email",
+            "admin@demo.local",
+            "--if-not-exists",
+            "--with-demo-agent",
+        ])
+        .env("PAAS_ADMIN_PASSWORD", common::PASSWORD)
+        .env("DATABASE_URL", app.db.url())
+        .env("REDIS_URL", "redis://127.0.0.1:6379")
+        .env("PAAS_REDIS_PREFIX", &app.redis_prefix)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_cli_seeds_the_demo_tenant_with_a_mock_agent_once() {
+    let app = TestApp::new().await;
+    let first = create_demo_tenant(&app);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let login = expect_status(
+        app.login("demo", "admin@demo.local", common::PASSWORD)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let agents = expect_status(
+        app.get("/api/v1/agents", &token).send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let items = agents["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{agents}");
+    let demo = &items[0];
+    assert_eq!(demo["name"], "assistant");
+    assert_eq!(demo["provider_id"], "mock");
+    assert_eq!(demo["model"], "mock");
+    let mut tools: Vec<&str> = demo["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    tools.sort_unstable();
+    assert_eq!(tools, ["calculator", "current_time", "http_fetch"]);
+    // It answers, offline.
+    let (_, events) = app
+        .chat(&token, json!({"agent": "assistant", "message": "hello"}))
+        .await;
+    assert!(answer(&events).starts_with("You said"), "{events:?}");
+
+    // Again, as every `just dev` does: succeeds, changes nothing.
+    let second = create_demo_tenant(&app);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(String::from_utf8_lossy(&second.stdout).contains("already exists"));
+    assert_eq!(
+        app.count("SELECT count(*) FROM tenants WHERE name = 'demo'"),
+        1
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM agents a JOIN tenants t ON t.id = a.tenant_id \
+             WHERE t.name = 'demo' AND a.deleted_at IS NULL"
+        ),
+        1,
+        "the demo agent is not duplicated"
+    );
 }

@@ -160,6 +160,50 @@ async fn a_session_keeps_its_history_and_title() {
 }
 
 #[tokio::test]
+async fn the_callers_own_agent_can_be_named_by_its_id() {
+    let (app, admin) = setup().await;
+    // A second agent, so the id has to pick the right one.
+    app.agent(&admin, json!({"name": "other"})).await;
+    let agents = expect_status(
+        app.get("/api/v1/agents", &admin.access_token)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let helper = agents["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "helper")
+        .unwrap();
+    let id = helper["id"].as_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    let (headers, events) = app
+        .chat(
+            &admin.access_token,
+            json!({"agent": id, "message": "[mock:reply=by id]"}),
+        )
+        .await;
+    assert_eq!(answer(&events), "by id");
+    let done = events.last().unwrap();
+    assert_eq!(done.event, "done");
+    assert_eq!(done.data["data"]["status"], "completed");
+    let run = app
+        .finished_run(&admin.access_token, headers["x-run-id"].to_str().unwrap())
+        .await;
+    assert_eq!(run["agent_id"], id.as_str());
+    let session_id = headers["x-session-id"].to_str().unwrap();
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM chat_sessions WHERE id = '{session_id}' AND agent_id = '{id}'"
+        )),
+        1
+    );
+}
+
+#[tokio::test]
 async fn bad_chat_requests_are_refused_before_anything_runs() {
     let (app, admin) = setup().await;
     let other = app.signup("globex").await.admin;

@@ -189,7 +189,8 @@ pub struct Run {
     pub usage: RunUsage,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
-    /// Which guardrail ended it (`max_steps`, `max_tokens`, `timeout`, `repeated_tool_call`).
+    /// Which guardrail ended it (`max_steps`, `max_tokens`, `timeout`, `tool_timeout`,
+    /// `repeated_tool_call`, `token_quota`).
     pub limit_reason: Option<String>,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,

@@ -1190,7 +1190,10 @@ export interface components {
             /** Format: date-time */
             finished_at?: string | null;
             id: components["schemas"]["RunId"];
-            /** @description Which guardrail ended it (`max_steps`, `max_tokens`, `timeout`, `repeated_tool_call`). */
+            /**
+             * @description Which guardrail ended it (`max_steps`, `max_tokens`, `timeout`, `tool_timeout`,
+             *     `repeated_tool_call`, `token_quota`).
+             */
             limit_reason?: string | null;
             model: string;
             provider: string;

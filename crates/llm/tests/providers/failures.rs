@@ -45,6 +45,23 @@ async fn a_429_with_retry_after_is_waited_out_then_retried() {
 }
 
 #[tokio::test]
+async fn a_503_with_retry_after_is_waited_out_then_retried() {
+    let fixture = Fixture::start(vec![
+        Reply::status(503, SERVER_ERROR).with_header("retry-after", "1"),
+        Reply::sse(HELLO),
+    ])
+    .await;
+    let (result, elapsed) = timed(provider(&fixture).stream(request())).await;
+    let response = collect(result.unwrap()).await.unwrap();
+    assert_eq!(response.text, "Hello there!");
+    assert_eq!(fixture.count(), 2);
+    assert!(
+        elapsed >= Duration::from_millis(950),
+        "Retry-After was not honoured: {elapsed:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_retry_after_longer_than_a_call_may_wait_fails_at_once() {
     let fixture = Fixture::start(vec![
         Reply::status(429, RATE_LIMITED).with_header("retry-after", "120"),
