@@ -326,7 +326,8 @@ async fn serve(config: Config, migrate: bool) -> Result<(), Error> {
         tracing::info!(active = runs.active(), "waiting for runs in progress");
         runs.drain(Duration::from_secs(25)).await;
     }
-    // Every finished run's usage row is written before exit.
+    // Every finished run's row and usage row is written before exit.
+    runs.flush_records(Duration::from_secs(10)).await;
     usage.shutdown(Duration::from_secs(10)).await;
     redis.quit().await;
     tracing::info!("agent-paas stopped");

@@ -49,7 +49,7 @@
 //! | `PAAS_METRICS_TOKEN` | unset (open) | When set, `GET /metrics` requires `Authorization: Bearer <token>`. |
 //! | `PAAS_QUOTA_FAIL_OPEN` | `false` | While Redis is unavailable, admit chats without a token reservation (`true`) instead of answering 503. |
 //! | `PAAS_QUOTAS` | `true` | Enforce plans' rate limits, runs in progress and token quotas in Redis. `false`: no limits at all and no Redis round trip on a request's path; usage is still recorded in the ledger, but the month's counters in Redis do not count it. |
-//! | `PAAS_RECORD_OPENAI_RUNS` | `true` | Write a run row for each OpenAI-compatible request (`GET /api/v1/runs/{id}`, and recovery after a crash, need it). `false`: only its usage-ledger row is written, behind the answer — no database write on its path. |
+//! | `PAAS_RECORD_OPENAI_RUNS` | `true` | Write a run row for each OpenAI-compatible request, behind its answer and batched (`GET /api/v1/runs/{id}`, and recovery after a crash, need it). `false`: only its usage-ledger row is written. |
 //! | `PAAS_CONFIG_CACHE` | `true` | Keep API keys, agents and provider clients in memory (changes reach every replica at once over Redis; off while Redis is unreachable). `false` reads them from PostgreSQL on every request. |
 //!
 //! Any secret (`DATABASE_URL`, `REDIS_URL`, `PAAS_JWT_SECRET`, `PAAS_JWT_SECRET_PREVIOUS`,

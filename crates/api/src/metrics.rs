@@ -128,6 +128,14 @@ fn describe() {
         "Usage-ledger records lost (queue full or shutdown); should stay 0"
     );
     describe_gauge!(
+        "run_records_queue_depth",
+        "Run rows of OpenAI-compatible requests (starts and outcomes) waiting to be written"
+    );
+    describe_counter!(
+        "run_records_dropped_total",
+        "Run rows lost (queue full, an error other than unavailability, or shutdown); should stay 0"
+    );
+    describe_gauge!(
         "db_pool_connections",
         "Database pool connections by state (open, idle, max)"
     );
@@ -164,6 +172,7 @@ pub async fn prometheus(
     };
     ::metrics::gauge!("redis_up").set(redis_up);
     ::metrics::gauge!("usage_queue_depth").set(state.usage.depth() as f64);
+    ::metrics::gauge!("run_records_queue_depth").set(state.runs.records_queued() as f64);
     let body = handle().map(PrometheusHandle::render).unwrap_or_default();
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -12,9 +12,11 @@
 //! that it stops renewing, and another replica (or the process itself, restarted) finishes them
 //! as `interrupted` — see [`recovery`].
 
+mod recorder;
 mod recovery;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -26,7 +28,7 @@ use paas_agents::tools::ToolRegistry;
 use paas_core::{Error, RunId, SessionId, TenantId, UserId};
 use paas_llm::{ChatMessage, Provider};
 use paas_models::{MessageRole, ToolCallRecord};
-use paas_persistence::runs::{RunLease, RunOutcome, RunProgress};
+use paas_persistence::runs::{NewRun, RunLease, RunOutcome, RunProgress};
 use paas_persistence::sessions::NewMessage;
 use paas_persistence::{Db, runs, sessions};
 use tokio::sync::{Notify, mpsc};
@@ -77,8 +79,12 @@ pub struct LiveRun {
     pub tenant_id: TenantId,
     pub user_id: UserId,
     pub session_id: Option<SessionId>,
-    /// See [`RunStart::recorded`].
+    /// Whether the run has (or will have) a row to take its outcome, and whether that row is
+    /// written behind the run (see [`RunRecord`]).
     recorded: bool,
+    deferred: bool,
+    /// Its row is in the database, holding a lease to renew.
+    row_written: AtomicBool,
     cancel: CancellationToken,
     log: Mutex<EventLog>,
     notify: Notify,
@@ -148,8 +154,8 @@ impl LiveRun {
 
     /// What to write with the run's lease, while it still needs one.
     fn progress(&self) -> Option<RunProgress> {
-        if !self.recorded {
-            return None; // no row to hold a lease on
+        if !self.row_written.load(Ordering::Acquire) {
+            return None; // no row (yet) to hold a lease on
         }
         let log = self.lock();
         (!log.ended && log.finished_at.is_none()).then(|| RunProgress {
@@ -163,6 +169,11 @@ impl LiveRun {
 
     fn end(&self) {
         self.lock().ended = true;
+    }
+
+    /// Its row, written behind it, is in the database: renew its lease from now on.
+    fn row_written(&self) {
+        self.row_written.store(true, Ordering::Release);
     }
 
     /// Events after `after` (exclusive), and whether the run has finished.
@@ -196,10 +207,21 @@ pub struct RunStart {
     /// (whose idempotent retry follows the same run). A non-streamed OpenAI request's answer is
     /// one body that nobody follows event by event: it skips those writes.
     pub mirror: bool,
-    /// Whether the run has a row in `runs` (inserted before the start), to hold its lease and
-    /// take its outcome. Always for a dashboard turn; for an OpenAI-compatible request unless
-    /// `PAAS_RECORD_OPENAI_RUNS` is off — then it is known only by its usage-ledger row.
-    pub recorded: bool,
+    /// The run's row in `runs`, which holds its lease and takes its outcome.
+    pub record: RunRecord,
+}
+
+/// How a run's row in `runs` is written.
+#[derive(Debug)]
+pub enum RunRecord {
+    /// Inserted before the run starts (a dashboard turn, with the user's message); its outcome
+    /// is written with the answer's messages, before `done`.
+    Stored,
+    /// Written behind the run, batched (an OpenAI-compatible request): no database write on
+    /// its path (see the `recorder` module).
+    Deferred(NewRun),
+    /// None (`PAAS_RECORD_OPENAI_RUNS=false`): the run is known only by its usage-ledger row.
+    Off,
 }
 
 /// A run's billing: its token reservation and the ledger row's attributes.
@@ -249,6 +271,8 @@ struct Inner {
     ttl: Duration,
     quotas: paas_quota::Quotas,
     usage: paas_quota::UsageWriter,
+    /// Writes the rows of [`RunRecord::Deferred`] runs.
+    recorder: recorder::Recorder,
     /// This process's id in the runs it owns (random, new at every start) and how long their
     /// leases last.
     instance: uuid::Uuid,
@@ -286,9 +310,11 @@ impl RunManager {
         usage: paas_quota::UsageWriter,
         lease: Duration,
     ) -> Self {
+        let runtime = tokio::runtime::Handle::current();
         let manager = Self {
             inner: Arc::new(Inner {
-                runtime: tokio::runtime::Handle::current(),
+                recorder: recorder::Recorder::start(db.clone(), &runtime),
+                runtime,
                 db,
                 redis,
                 tools,
@@ -393,15 +419,17 @@ impl RunManager {
         Ok(())
     }
 
-    /// Starts a run in the background and returns at once. The run row and the user's message
-    /// must already be stored.
-    pub fn start(&self, start: RunStart) -> Arc<LiveRun> {
+    /// Starts a run in the background and returns at once. A [`RunRecord::Stored`] run's row
+    /// (and the user's message) must already be stored.
+    pub fn start(&self, mut start: RunStart) -> Arc<LiveRun> {
         let live = Arc::new(LiveRun {
             id: start.id,
             tenant_id: start.tenant_id,
             user_id: start.user_id,
             session_id: start.session_id,
-            recorded: start.recorded,
+            recorded: !matches!(start.record, RunRecord::Off),
+            deferred: matches!(start.record, RunRecord::Deferred(_)),
+            row_written: AtomicBool::new(matches!(start.record, RunRecord::Stored)),
             cancel: CancellationToken::new(),
             log: Mutex::new(EventLog::default()),
             notify: Notify::new(),
@@ -429,6 +457,10 @@ impl RunManager {
                 });
             }
             runs.insert(start.id, Arc::clone(&live));
+        }
+        if let RunRecord::Deferred(row) = std::mem::replace(&mut start.record, RunRecord::Off) {
+            // Queued before the run is spawned, so its outcome always follows it.
+            self.inner.recorder.started(row, &live);
         }
         let manager = self.clone();
         let task_live = Arc::clone(&live);
@@ -636,6 +668,24 @@ impl RunManager {
             return Ok(true); // nothing to write: its ledger row is its record
         }
         let now = chrono::Utc::now();
+        let outcome = RunOutcome {
+            status: result.status,
+            steps: result.steps,
+            prompt_tokens: result.usage.prompt_tokens,
+            completion_tokens: result.usage.completion_tokens,
+            usage_estimated: result.usage.estimated,
+            error_code: result.error.as_ref().map(|(code, _)| code.clone()),
+            error_message: result.error.as_ref().map(|(_, message)| message.clone()),
+            limit_reason: result.limit.map(|l| l.as_str().to_owned()),
+            finished_at: now,
+        };
+        if live.deferred {
+            // Written behind, with its row if that is not written yet (see `recorder`).
+            self.inner
+                .recorder
+                .finished(live.tenant_id, live.id, outcome);
+            return Ok(true);
+        }
         let messages: Vec<NewMessage> = match live.session_id {
             None => Vec::new(),
             Some(session) => result
@@ -672,17 +722,6 @@ impl RunManager {
                 })
                 .collect(),
         };
-        let outcome = RunOutcome {
-            status: result.status,
-            steps: result.steps,
-            prompt_tokens: result.usage.prompt_tokens,
-            completion_tokens: result.usage.completion_tokens,
-            usage_estimated: result.usage.estimated,
-            error_code: result.error.as_ref().map(|(code, _)| code.clone()),
-            error_message: result.error.as_ref().map(|(_, message)| message.clone()),
-            limit_reason: result.limit.map(|l| l.as_str().to_owned()),
-            finished_at: now,
-        };
         let (tenant, run, session) = (live.tenant_id, live.id, live.session_id);
         let mut attempt = 0u32;
         loop {
@@ -706,15 +745,7 @@ impl RunManager {
                 }
                 Ok(true)
             };
-            // A run without a session (an OpenAI-compatible request) stores only its outcome,
-            // which is not worth an fsync before its answer (see `Db::tenant_tx_async_commit`);
-            // a chat turn's messages are committed normally.
-            let written = if session.is_some() {
-                self.inner.db.tenant_tx(tenant, work).await
-            } else {
-                self.inner.db.tenant_tx_async_commit(tenant, work).await
-            };
-            match written {
+            match self.inner.db.tenant_tx(tenant, work).await {
                 Err(err) if err.kind() == paas_core::ErrorKind::Unavailable && attempt < 10 => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
@@ -722,6 +753,17 @@ impl RunManager {
                 other => return other,
             }
         }
+    }
+
+    /// Run rows (starts and outcomes) queued and not written yet (see the `recorder` module).
+    pub fn records_queued(&self) -> i64 {
+        self.inner.recorder.queued()
+    }
+
+    /// Writes the run rows still queued (see the `recorder` module), waiting at most `limit`:
+    /// at shutdown, after [`Self::drain`].
+    pub async fn flush_records(&self, limit: Duration) {
+        self.inner.recorder.shutdown(limit).await;
     }
 
     /// Waits until no run is in progress here, at most `limit`; then cancels what is left and

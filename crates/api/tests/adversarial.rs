@@ -693,6 +693,7 @@ impl World {
 
     /// Waits until no run is in progress (runs finish, and write their rows, behind answers).
     async fn settle(&self) {
+        self.app.runs_settled().await;
         self.app
             .count_reaches(
                 "SELECT CASE WHEN count(*) = 0 THEN 1 ELSE 0 END FROM runs WHERE status = 'running'",

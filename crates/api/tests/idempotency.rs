@@ -345,6 +345,8 @@ async fn a_streamed_chat_retry_follows_the_same_run_from_its_first_event() {
     assert_eq!(again_headers["x-run-id"], headers["x-run-id"]);
     assert_eq!(again_headers["content-type"], "text/event-stream");
     assert_eq!(again, first);
+    // The OpenAI run's row is written behind its answer.
+    app.count_reaches("SELECT count(*) FROM runs", 2).await;
     assert_eq!(app.count("SELECT count(*) FROM runs"), 2);
 }
 
@@ -522,6 +524,9 @@ async fn client_errors_are_kept_but_a_refused_or_failed_first_attempt_lets_a_ret
         let response = post_keyed(&app, "/v1/chat/completions", &api_key, "c3", &failing).await;
         assert!(response.status().is_server_error(), "{attempt}");
         assert!(!replayed(response.headers()), "{attempt}");
+        // Its run row is written behind the answer.
+        app.count_reaches("SELECT count(*) FROM runs", 1 + attempt)
+            .await;
         assert_eq!(app.count("SELECT count(*) FROM runs"), 1 + attempt);
     }
     assert_eq!(

@@ -283,6 +283,87 @@ async fn a_run_killed_mid_way_is_failed_released_and_billed_when_the_process_res
 }
 
 #[tokio::test]
+async fn an_openai_compatible_run_killed_mid_way_is_recovered_from_its_row_written_behind() {
+    let deployment = Deployment::new();
+    let mut first = deployment.replica().await;
+    let token = first.signup("acme").await;
+    client()
+        .post(format!("{}/api/v1/agents", first.base))
+        .bearer_auth(&token)
+        .json(&json!({"name": "helper", "tools": ["calculator"]}))
+        .send()
+        .await
+        .unwrap();
+    let key: Value = client()
+        .post(format!("{}/api/v1/api-keys", first.base))
+        .bearer_auth(&token)
+        .json(&json!({"name": "integration", "scopes": ["chat"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let response = client()
+        .post(format!("{}/v1/chat/completions", first.base))
+        .bearer_auth(key["key"].as_str().unwrap())
+        .json(&json!({"model": "helper", "stream": true, "messages": [
+            {"role": "user", "content": "[mock:delay_ms=400] what is 6 * 7?"}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let run = response.headers()["x-run-id"].to_str().unwrap().to_owned();
+    // Its row is written behind it, as `running` once it outlasts the write-behind's linger;
+    // then its lease renewals record its usage so far.
+    let known = format!(
+        "SELECT count(*) FROM runs WHERE id = '{run}' AND status = 'running' \
+         AND source = 'openai' AND prompt_tokens > 0"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while deployment.count(&known) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the run's row is written and its lease renewed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let tokens = deployment.count(&format!(
+        "SELECT prompt_tokens + completion_tokens FROM runs WHERE id = '{run}'"
+    ));
+
+    first.child.kill().unwrap(); // SIGKILL
+    first.child.wait().unwrap();
+    drop(response);
+
+    let second = deployment.replica().await;
+    let status = deployment.ended(&run, Duration::from_secs(15)).await;
+    assert_eq!(
+        status,
+        ("failed".to_owned(), Some("interrupted".to_owned()))
+    );
+    // Its tokens are released; what it is known to have used is billed, once.
+    let quota = get_json(&second, &token, "/api/v1/tenant/quota").await;
+    assert_eq!(
+        quota["usage"]["tokens_this_month"]["reserved"], 0,
+        "{quota}"
+    );
+    assert_eq!(
+        quota["usage"]["tokens_this_month"]["used"], tokens,
+        "{quota}"
+    );
+    assert_eq!(quota["usage"]["runs_in_progress"]["used"], 0, "{quota}");
+    assert_eq!(
+        deployment.count(&format!(
+            "SELECT count(*) FROM usage_records WHERE run_id = '{run}' AND status = 'failed' \
+             AND prompt_tokens + completion_tokens = {tokens}"
+        )),
+        1
+    );
+}
+
+#[tokio::test]
 async fn a_live_replicas_runs_survive_the_sweeps_of_others() {
     let deployment = Deployment::new();
     let live = deployment.replica().await;

@@ -1,5 +1,6 @@
-//! SIGTERM with 100 answers streaming: every open dashboard stream is told and ends, and every
-//! run finishes and is stored and billed before the process exits.
+//! SIGTERM with 100 answers streaming and 20 OpenAI-compatible requests in flight: every open
+//! dashboard stream is told and ends, every request is answered, and every run finishes and is
+//! stored and billed before the process exits.
 
 // Test helpers fail loudly by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -16,6 +17,7 @@ use serde_json::json;
 #[tokio::test]
 async fn sigterm_with_100_open_streams_tells_each_and_loses_nothing() {
     const STREAMS: usize = 100;
+    const OPENAI_REQUESTS: usize = 20;
     let db = TestDatabase::new();
     let mut server = Binary::start(&db, &[("PAAS_OPERATOR_TOKEN", OPERATOR_TOKEN)]).await;
     let token = server.signup("acme").await;
@@ -77,6 +79,34 @@ async fn sigterm_with_100_open_streams_tells_each_and_loses_nothing() {
     for stream in &mut streams {
         stream.next().await.unwrap().unwrap();
     }
+    // And twenty OpenAI-compatible requests of about 1 s, whose run rows are written behind
+    // their answers.
+    let key: serde_json::Value = client
+        .post(format!("{}/api/v1/api-keys", server.base))
+        .bearer_auth(&token)
+        .json(&json!({"name": "integration", "scopes": ["chat"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = key["key"].as_str().unwrap().to_owned();
+    let mut completions = Vec::new();
+    for _ in 0..OPENAI_REQUESTS {
+        let request = client
+            .post(format!("{}/v1/chat/completions", server.base))
+            .bearer_auth(&key)
+            .json(&json!({"model": "helper", "messages": [
+                {"role": "user", "content": "[mock:delay_ms=100] [mock:chunks=10] go"}
+            ]}))
+            .send();
+        completions.push(tokio::spawn(async move {
+            let response = request.await.unwrap();
+            response.status()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let signalled = Instant::now();
     server.terminate();
     for mut stream in streams {
@@ -104,6 +134,12 @@ async fn sigterm_with_100_open_streams_tells_each_and_loses_nothing() {
         signalled.elapsed() < Duration::from_secs(2),
         "streams were told at once"
     );
+    for completion in completions {
+        assert!(
+            completion.await.unwrap().is_success(),
+            "requests in flight are answered"
+        );
+    }
     let status = server
         .wait(Duration::from_secs(40))
         .await
@@ -112,7 +148,10 @@ async fn sigterm_with_100_open_streams_tells_each_and_loses_nothing() {
     // The runs went on to the end: stored as completed, with their answers and their usage.
     let expected = i64::try_from(STREAMS).unwrap();
     assert_eq!(
-        count(&db, "SELECT count(*) FROM runs WHERE status = 'completed'"),
+        count(
+            &db,
+            "SELECT count(*) FROM runs WHERE source = 'chat' AND status = 'completed'"
+        ),
         expected
     );
     assert_eq!(
@@ -122,5 +161,17 @@ async fn sigterm_with_100_open_streams_tells_each_and_loses_nothing() {
         ),
         expected
     );
-    assert_eq!(count(&db, "SELECT count(*) FROM usage_records"), expected);
+    // And so did the OpenAI-compatible ones, whose rows the server wrote before it exited.
+    let openai = i64::try_from(OPENAI_REQUESTS).unwrap();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM runs WHERE source = 'openai' AND status = 'completed'"
+        ),
+        openai
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM usage_records"),
+        expected + openai
+    );
 }

@@ -127,6 +127,77 @@ pub fn insert(conn: &mut PgConnection, new: &NewRun) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Records runs of one tenant in one statement, each either still running (`outcome` none:
+/// owned by `lease.owner` with a lease from now) or already finished — the write-behind of
+/// OpenAI-compatible runs, whose rows are written after they start, in batches. A row already
+/// there (a retried batch) is left alone.
+pub fn insert_many(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    rows: &[(NewRun, Option<RunOutcome>)],
+) -> Result<usize, DbError> {
+    let values: Vec<_> = rows
+        .iter()
+        .filter(|(new, _)| new.tenant_id == tenant)
+        .map(|(new, outcome)| {
+            let lease_until = diesel::dsl::sql::<Timestamptz>("now() + make_interval(secs => ")
+                .bind::<Integer, _>(new.lease.secs())
+                .sql(")");
+            let (status, steps, prompt, completion, estimated) = match outcome {
+                Some(o) => (
+                    o.status,
+                    clamp(o.steps),
+                    clamp(o.prompt_tokens),
+                    clamp(o.completion_tokens),
+                    o.usage_estimated,
+                ),
+                None => (RunStatus::Running, 0, 0, 0, false),
+            };
+            (
+                (
+                    runs::id.eq(new.id.into_uuid()),
+                    runs::tenant_id.eq(new.tenant_id.into_uuid()),
+                    runs::session_id.eq(new.session_id.map(SessionId::into_uuid)),
+                    runs::user_id.eq(new.user_id.into_uuid()),
+                    runs::api_key_id.eq(new.api_key_id.map(ApiKeyId::into_uuid)),
+                    runs::agent_id.eq(new.agent_id.into_uuid()),
+                    runs::source.eq(new.source.as_str()),
+                    runs::status.eq(status.as_str()),
+                    runs::provider.eq(new.provider.clone()),
+                    runs::model.eq(new.model.clone()),
+                    runs::started_at.eq(new.started_at),
+                    runs::lease_owner.eq(Some(new.lease.owner)),
+                    runs::lease_until.eq(lease_until.nullable()),
+                ),
+                (
+                    runs::steps.eq(steps),
+                    runs::prompt_tokens.eq(prompt),
+                    runs::completion_tokens.eq(completion),
+                    runs::usage_estimated.eq(estimated),
+                    runs::error_code.eq(outcome.as_ref().and_then(|o| clip(&o.error_code, 64))),
+                    runs::error_message
+                        .eq(outcome.as_ref().and_then(|o| clip(&o.error_message, 1000))),
+                    runs::limit_reason.eq(outcome.as_ref().and_then(|o| clip(&o.limit_reason, 32))),
+                    runs::finished_at.eq(outcome.as_ref().map(|o| o.finished_at)),
+                ),
+            )
+        })
+        .collect();
+    if values.is_empty() {
+        return Ok(0);
+    }
+    Ok(diesel::insert_into(runs::table)
+        .values(values)
+        .on_conflict(runs::id)
+        .do_nothing()
+        .execute(conn)?)
+}
+
+/// At most `n` characters of a stored text.
+fn clip(s: &Option<String>, n: usize) -> Option<String> {
+    s.as_ref().map(|s| s.chars().take(n).collect())
+}
+
 /// How a run ended.
 #[derive(Clone, Debug)]
 pub struct RunOutcome {
@@ -149,8 +220,6 @@ pub fn finish(
     id: RunId,
     outcome: &RunOutcome,
 ) -> Result<bool, DbError> {
-    let clip =
-        |s: &Option<String>, n: usize| s.as_ref().map(|s| s.chars().take(n).collect::<String>());
     let updated = diesel::update(
         runs::table
             .filter(runs::tenant_id.eq(tenant.into_uuid()))

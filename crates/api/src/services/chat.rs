@@ -13,7 +13,7 @@ use paas_persistence::sessions::NewMessage;
 use paas_persistence::{runs, sessions};
 use paas_quota::RateOutcome;
 
-use crate::runs::{LiveRun, Metering, RunStart};
+use crate::runs::{LiveRun, Metering, RunRecord, RunStart};
 use crate::services::agents as agent_service;
 use crate::services::quota::{self, RunQuota};
 use crate::state::AppState;
@@ -222,7 +222,7 @@ pub async fn start_chat(
         amount,
         run_quota,
         mirror: true,
-        recorded: true,
+        record: RunRecord::Stored,
     };
     Ok(launch.start(state, principal, agent, spec, history))
 }
@@ -239,8 +239,8 @@ struct Launch {
     run_quota: RunQuota,
     /// See [`RunStart::mirror`].
     mirror: bool,
-    /// See [`RunStart::recorded`].
-    recorded: bool,
+    /// See [`RunStart::record`].
+    record: RunRecord,
 }
 
 impl Launch {
@@ -276,7 +276,7 @@ impl Launch {
             history,
             metering,
             mirror: self.mirror,
-            recorded: self.recorded,
+            record: self.record,
         });
         Started { run, agent }
     }
@@ -336,19 +336,12 @@ pub async fn start_openai(
         started_at: run_quota.started_at,
         lease: state.runs.lease(),
     };
-    let recorded = state.config.record_openai_runs;
-    if recorded {
-        let stored = state
-            .db
-            // The run row of an OpenAI-compatible request: not worth an fsync on the request
-            // path (see `Db::tenant_tx_async_commit`).
-            .tenant_tx_async_commit(tenant, move |conn| runs::insert(conn, &run_row))
-            .await;
-        if let Err(err) = stored {
-            release(state, tenant, run_id, &run_quota).await;
-            return Err(err);
-        }
-    }
+    // No database write on the request's path: the row is written behind the run.
+    let record = if state.config.record_openai_runs {
+        RunRecord::Deferred(run_row)
+    } else {
+        RunRecord::Off
+    };
     let launch = Launch {
         run_id,
         session_id: None,
@@ -358,7 +351,7 @@ pub async fn start_openai(
         amount,
         run_quota,
         mirror: input.stream,
-        recorded,
+        record,
     };
     Ok(launch.start(state, principal, agent, spec, input.messages))
 }

@@ -182,9 +182,25 @@ impl TestApp {
             .await;
     }
 
+    /// Waits until this app's runs have ended and their rows are written (behind their
+    /// answers, for the OpenAI-compatible API).
+    pub async fn runs_settled(&self) {
+        for _ in 0..400 {
+            if self.state.runs.active() == 0 && self.state.runs.records_queued() == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!(
+            "runs did not settle: {} active, {} run records queued",
+            self.state.runs.active(),
+            self.state.runs.records_queued()
+        );
+    }
+
     /// Waits (at most 5 s) until the owner-side count `query` is at least `rows`: for what is
-    /// written just after a response (the usage ledger; an OpenAI-compatible run's outcome,
-    /// stored right after its answer).
+    /// written just after a response (the usage ledger; an OpenAI-compatible run's row,
+    /// written behind its answer).
     pub async fn count_reaches(&self, query: &str, rows: i64) {
         for _ in 0..200 {
             if self.count(query) >= rows {
@@ -505,19 +521,20 @@ impl TestApp {
         (response, run_id)
     }
 
-    /// Waits until a run has finished and returns it.
+    /// Waits until a run has finished (and its row is written) and returns it.
     pub async fn finished_run(&self, token: &str, run_id: &str) -> Value {
         for _ in 0..200 {
-            let run = expect_status(
-                self.get(&format!("/api/v1/runs/{run_id}"), token)
-                    .send()
-                    .await
-                    .unwrap(),
-                StatusCode::OK,
-            )
-            .await;
-            if run["status"] != "running" {
-                return run;
+            let response = self
+                .get(&format!("/api/v1/runs/{run_id}"), token)
+                .send()
+                .await
+                .unwrap();
+            // An OpenAI-compatible run's row is written behind it: not found until then.
+            if response.status() != StatusCode::NOT_FOUND {
+                let run = expect_status(response, StatusCode::OK).await;
+                if run["status"] != "running" {
+                    return run;
+                }
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
