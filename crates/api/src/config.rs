@@ -36,6 +36,7 @@
 //! | `PAAS_MOCK_CHUNK_DELAY_MS` | `15` | Pause between the built-in mock model's streamed chunks. |
 //! | `PAAS_TOOL_TIMEOUT_SECS` | `15` | Time limit of one tool call. |
 //! | `PAAS_RUN_EVENTS_TTL_SECS` | `3600` | How long a finished run's events stay available for resuming. |
+//! | `PAAS_SSE_PING_SECS` | `15` | A comment line (`: ping`) is sent on a chat's event stream after this long without an event, so proxies keep idle connections open. |
 //! | `PAAS_RUN_LEASE_SECS` | `30` | A run's ownership lease: its process renews it every third of this; a replica marks a run whose lease expired (its process died) `failed` (`interrupted`), releases its tokens and bills it, sweeping every half of this. |
 //! | `PAAS_UPSTREAM_CONNECT_TIMEOUT_SECS` | `10` | Connecting to a model provider. |
 //! | `PAAS_UPSTREAM_FIRST_BYTE_TIMEOUT_SECS` | `60` | Waiting for a provider's response headers. |
@@ -113,6 +114,8 @@ pub struct Config {
     pub mock_chunk_delay: Duration,
     pub tool_timeout: Duration,
     pub run_events_ttl: Duration,
+    /// Idle time before a `: ping` on a chat's event stream (`PAAS_SSE_PING_SECS`).
+    pub sse_ping: Duration,
     /// A run's ownership lease (see `runs::recovery`).
     pub run_lease: Duration,
     pub upstream_connect_timeout: Duration,
@@ -455,6 +458,7 @@ impl Config {
         let tool_timeout = secs(&mut src, "PAAS_TOOL_TIMEOUT_SECS", 15);
         let run_events_ttl = secs(&mut src, "PAAS_RUN_EVENTS_TTL_SECS", 3600);
         let run_lease = secs(&mut src, "PAAS_RUN_LEASE_SECS", 30);
+        let sse_ping = secs(&mut src, "PAAS_SSE_PING_SECS", 15);
         let upstream_connect_timeout = secs(&mut src, "PAAS_UPSTREAM_CONNECT_TIMEOUT_SECS", 10);
         let upstream_first_byte_timeout =
             secs(&mut src, "PAAS_UPSTREAM_FIRST_BYTE_TIMEOUT_SECS", 60);
@@ -542,6 +546,7 @@ impl Config {
             tool_timeout,
             run_events_ttl,
             run_lease,
+            sse_ping,
             upstream_connect_timeout,
             upstream_first_byte_timeout,
             upstream_idle_timeout,

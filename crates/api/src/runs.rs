@@ -50,8 +50,9 @@ const PUBLISH_BATCH: usize = 64;
 /// Expiry of a run's event stream while the run is in progress: longer than any run can last,
 /// so the stream of a run whose process died does not stay in Redis for ever.
 const ORPHAN_STREAM_TTL_SECS: i64 = 2 * 3600;
-/// Idle time after which an SSE stream sends a comment ping.
-pub const PING_INTERVAL: Duration = Duration::from_secs(15);
+/// How long a watcher that sends no pings (the OpenAI-compatible API's) waits before it looks
+/// again; a chat's SSE stream pings after `PAAS_SSE_PING_SECS` instead.
+const PING_INTERVAL: Duration = Duration::from_secs(15);
 
 /// One event as sent on the wire: its number, its name and its JSON.
 #[derive(Clone, Debug)]
@@ -281,6 +282,8 @@ struct Inner {
     /// When finished runs were last swept out of `runs`.
     swept: Mutex<Instant>,
     idle: Notify,
+    /// Idle time before a chat's SSE stream sends a comment ping.
+    ping: Duration,
     /// Cancelled when the process starts shutting down: open SSE streams end with `shutdown`.
     shutdown: CancellationToken,
 }
@@ -298,17 +301,27 @@ fn event_name(event: &RunEvent) -> &'static str {
     }
 }
 
+/// The durations a [`RunManager`] works with.
+#[derive(Clone, Copy, Debug)]
+pub struct RunTimes {
+    /// How long a finished run's events stay in Redis (`PAAS_RUN_EVENTS_TTL_SECS`).
+    pub events_ttl: Duration,
+    /// A run's ownership lease (`PAAS_RUN_LEASE_SECS`).
+    pub lease: Duration,
+    /// Idle time before a chat's SSE stream sends a comment ping (`PAAS_SSE_PING_SECS`).
+    pub ping: Duration,
+}
+
 impl RunManager {
     /// Must be called on the runtime that should own the runs. Starts renewing the leases of
-    /// this process's runs every third of `lease` (for as long as the manager lives).
+    /// this process's runs every third of a lease (for as long as the manager lives).
     pub fn new(
         db: Db,
         redis: RedisStore,
         tools: Arc<ToolRegistry>,
-        ttl: Duration,
         quotas: paas_quota::Quotas,
         usage: paas_quota::UsageWriter,
-        lease: Duration,
+        times: RunTimes,
     ) -> Self {
         let runtime = tokio::runtime::Handle::current();
         let manager = Self {
@@ -318,14 +331,15 @@ impl RunManager {
                 db,
                 redis,
                 tools,
-                ttl,
+                ttl: times.events_ttl,
                 quotas,
                 usage,
                 instance: uuid::Uuid::new_v4(),
-                lease,
+                lease: times.lease,
                 runs: Mutex::new(HashMap::new()),
                 swept: Mutex::new(Instant::now()),
                 idle: Notify::new(),
+                ping: times.ping,
                 shutdown: CancellationToken::new(),
             }),
         };
@@ -801,7 +815,7 @@ impl RunManager {
                 fallback,
             },
         };
-        events_stream(source, after, self.inner.shutdown.clone())
+        events_stream(source, after, self.inner.ping, self.inner.shutdown.clone())
     }
 
     /// The events of a run after `after` until `done`, as data (for the OpenAI-compatible API).
@@ -828,7 +842,12 @@ impl RunManager {
         &self,
         live: Arc<LiveRun>,
     ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static {
-        events_stream(Source::Local(live), 0, self.inner.shutdown.clone())
+        events_stream(
+            Source::Local(live),
+            0,
+            self.inner.ping,
+            self.inner.shutdown.clone(),
+        )
     }
 }
 
@@ -837,7 +856,7 @@ fn watch_source(source: Source, after: u64) -> impl Stream<Item = WireEvent> + '
         if done {
             return None;
         }
-        let batch = next_batch(&source, after).await;
+        let batch = next_batch(&source, after, PING_INTERVAL).await;
         match batch {
             Batch::Events(events) => {
                 let last = events.last().map(|e| e.seq).unwrap_or(after);
@@ -996,7 +1015,7 @@ enum Batch {
 const REDIS_POLL: Duration = Duration::from_millis(100);
 
 /// The next events after `after`: waits up to the ping interval for some.
-async fn next_batch(source: &Source, after: u64) -> Batch {
+async fn next_batch(source: &Source, after: u64, ping: Duration) -> Batch {
     match source {
         Source::Local(live) => {
             let notified = live.notify.notified();
@@ -1009,7 +1028,7 @@ async fn next_batch(source: &Source, after: u64) -> Batch {
             if finished {
                 return Batch::End;
             }
-            match tokio::time::timeout(PING_INTERVAL, notified).await {
+            match tokio::time::timeout(ping, notified).await {
                 Ok(()) => {
                     let (events, finished) = live.since(after);
                     match (events.is_empty(), finished) {
@@ -1025,7 +1044,7 @@ async fn next_batch(source: &Source, after: u64) -> Batch {
             redis,
             key,
             fallback,
-        } => read_redis(redis, key, after, fallback.is_some()).await,
+        } => read_redis(redis, key, after, fallback.is_some(), ping).await,
     }
 }
 
@@ -1051,10 +1070,16 @@ fn parse_entries(entries: StreamEntries) -> Vec<WireEvent> {
 /// Reads events after `after` from the run's Redis stream, polling for up to the ping interval.
 /// A run the database already calls finished (`finished`) gets no more events: what the stream
 /// holds is all there is.
-async fn read_redis(redis: &RedisStore, key: &str, after: u64, finished: bool) -> Batch {
+async fn read_redis(
+    redis: &RedisStore,
+    key: &str,
+    after: u64,
+    finished: bool,
+    ping: Duration,
+) -> Batch {
     let client = redis.client();
     let start = format!("({after}-0");
-    let deadline = Instant::now() + PING_INTERVAL;
+    let deadline = Instant::now() + ping;
     loop {
         let entries: Result<StreamEntries, _> =
             client.xrange(key, start.as_str(), "+", Some(1000)).await;
@@ -1102,6 +1127,7 @@ fn shutdown_frame() -> Bytes {
 fn events_stream(
     source: Source,
     after: u64,
+    ping: Duration,
     shutdown: CancellationToken,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static {
     futures_util::stream::unfold((source, after, false), move |(source, after, done)| {
@@ -1115,7 +1141,7 @@ fn events_stream(
             () = shutdown.cancelled() => {
                 return Some((Ok(shutdown_frame()), (source, after, true)));
             }
-            batch = next_batch(&source, after) => batch,
+            batch = next_batch(&source, after, ping) => batch,
         };
         match batch {
             Batch::Events(events) if events.is_empty() => Some((Ok(Bytes::new()), (source, after, false))),

@@ -78,10 +78,13 @@ impl AppState {
             db.clone(),
             redis.clone(),
             tools,
-            config.run_events_ttl,
             quotas.clone(),
             usage.clone(),
-            config.run_lease,
+            crate::runs::RunTimes {
+                events_ttl: config.run_events_ttl,
+                lease: config.run_lease,
+                ping: config.sse_ping,
+            },
         );
         runs.listen_for_cancels()?;
         let cache = crate::cache::ConfigCache::start(redis.clone(), config.config_cache)?;

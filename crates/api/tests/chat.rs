@@ -971,3 +971,50 @@ async fn a_runs_event_stream_expires_even_if_the_run_never_finishes() {
         "a finished run's stream is kept for the configured TTL, got {ttl}"
     );
 }
+
+#[tokio::test]
+async fn idle_event_streams_get_comment_pings_that_are_not_events() {
+    let app = TestApp::builder()
+        .env("PAAS_SSE_PING_SECS", "1")
+        .start()
+        .await;
+    let admin = app.signup("acme").await.admin;
+    app.agent(&admin, json!({"name": "helper"})).await;
+    let replica = TestApp::builder()
+        .replica_of(&app)
+        .env("PAAS_SSE_PING_SECS", "1")
+        .start()
+        .await;
+    // Nine chunks (eight of thought, one of answer) 1.2 s apart: longer than the ping interval.
+    let (response, run_id) = app
+        .start_chat(
+            &admin.access_token,
+            json!({"agent": "helper", "message": "[mock:delay_ms=1200][mock:chunks=1]"}),
+        )
+        .await;
+    // Followed on another replica too, from Redis.
+    let followed = replica
+        .get(
+            &format!("/api/v1/runs/{run_id}/events"),
+            &admin.access_token,
+        )
+        .send()
+        .await
+        .unwrap();
+    for (what, text) in [
+        ("the run's own stream", response.text().await.unwrap()),
+        ("a replica following it", followed.text().await.unwrap()),
+    ] {
+        let pings =
+            text.matches("\n: ping\n\n").count() + usize::from(text.starts_with(": ping\n\n"));
+        assert!(pings >= 1, "{what}: {text}");
+        let events = parse_sse(&text);
+        assert_eq!(events.last().unwrap().event, "done", "{what}");
+        let ids: Vec<u64> = events.iter().map(|e| e.id.unwrap()).collect();
+        assert_eq!(
+            ids,
+            (1..=events.len() as u64).collect::<Vec<_>>(),
+            "{what}: pings are not events"
+        );
+    }
+}
