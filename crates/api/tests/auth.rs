@@ -201,6 +201,53 @@ async fn login_answers_unknown_tenants_users_and_wrong_passwords_alike() {
     );
 }
 
+/// The median of some durations.
+fn median(mut times: Vec<std::time::Duration>) -> std::time::Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+#[tokio::test]
+async fn unknown_users_and_tenants_cost_as_much_time_as_wrong_passwords() {
+    // A real bcrypt cost (the other tests use 4, which is over in about a millisecond): skipping
+    // the verification would make an unknown user's login tens of times faster than this.
+    let app = TestApp::builder()
+        .env("PAAS_BCRYPT_COST", "10")
+        .env("PAAS_LOGIN_MAX_FAILURES", "1000")
+        .env("PAAS_LOGIN_MAX_FAILURES_PER_IP", "1000")
+        .start()
+        .await;
+    app.signup("acme").await;
+    let cases = [
+        ("acme", "admin@acme.test", "not the password"),
+        ("acme", "nobody@acme.test", "not the password"),
+        ("globex", "admin@globex.test", "not the password"),
+    ];
+    // One untimed round first: connections, prepared statements, the dummy hash.
+    for (tenant, email, password) in cases {
+        app.login(tenant, email, password).await;
+    }
+    let mut times: [Vec<std::time::Duration>; 3] = Default::default();
+    for _ in 0..7 {
+        for (i, (tenant, email, password)) in cases.into_iter().enumerate() {
+            let started = std::time::Instant::now();
+            let response = app.login(tenant, email, password).await;
+            times[i].push(started.elapsed());
+            expect_error(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+        }
+    }
+    let [known, unknown_user, unknown_tenant] = times.map(median);
+    for (case, median) in [
+        ("an unknown user", unknown_user),
+        ("an unknown tenant", unknown_tenant),
+    ] {
+        assert!(
+            median * 2 >= known,
+            "{case} took {median:?} (median), a wrong password {known:?}: a fast path?"
+        );
+    }
+}
+
 #[tokio::test]
 async fn repeated_failures_lock_the_account_with_retry_after() {
     let app = TestApp::builder()
@@ -249,12 +296,167 @@ async fn repeated_failures_from_one_address_are_throttled_across_accounts() {
         )
         .await;
     }
+    let response = app.login("acme", "admin@acme.test", PASSWORD).await;
+    let retry_after = retry_after(&response);
+    assert!((1..=900).contains(&retry_after), "{retry_after}");
+    expect_error(
+        response,
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_login_attempts",
+    )
+    .await;
+}
+
+/// The `Retry-After` header of a response, in seconds.
+fn retry_after(response: &reqwest::Response) -> u64 {
+    response
+        .headers()
+        .get("retry-after")
+        .expect("a Retry-After header")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Fires `count` wrong-password logins at once, half at each replica, for the accounts
+/// `email(i)`; returns each response's status and `Retry-After`.
+async fn concurrent_wrong_logins(
+    replicas: [&TestApp; 2],
+    count: usize,
+    email: impl Fn(usize) -> String,
+) -> Vec<(StatusCode, Option<u64>)> {
+    let attempts = (0..count).map(|i| {
+        let app = replicas[i % 2];
+        let email = email(i);
+        async move {
+            let response = app.login("acme", &email, "not the password").await;
+            let status = response.status();
+            let retry = (status == StatusCode::TOO_MANY_REQUESTS).then(|| retry_after(&response));
+            let body: Value = response.json().await.unwrap();
+            let expected = if status == StatusCode::UNAUTHORIZED {
+                "invalid_credentials"
+            } else {
+                "too_many_login_attempts"
+            };
+            assert_eq!(body["error"]["code"], expected, "{status}: {body}");
+            (status, retry)
+        }
+    });
+    futures_util::future::join_all(attempts).await
+}
+
+#[tokio::test]
+async fn parallel_wrong_passwords_on_two_replicas_get_no_more_than_the_limit() {
+    let limit = 3;
+    let app = TestApp::builder()
+        .env("PAAS_LOGIN_MAX_FAILURES", &limit.to_string())
+        .env("PAAS_LOGIN_MAX_FAILURES_PER_IP", "1000")
+        .env("PAAS_LOGIN_LOCKOUT_SECS", "3")
+        .start()
+        .await;
+    let replica = TestApp::builder()
+        .env("PAAS_LOGIN_MAX_FAILURES", &limit.to_string())
+        .env("PAAS_LOGIN_MAX_FAILURES_PER_IP", "1000")
+        .env("PAAS_LOGIN_LOCKOUT_SECS", "3")
+        .replica_of(&app)
+        .start()
+        .await;
+    app.signup("acme").await;
+
+    let outcomes =
+        concurrent_wrong_logins([&app, &replica], 30, |_| "admin@acme.test".to_owned()).await;
+    let checked = outcomes
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::UNAUTHORIZED)
+        .count();
+    // Every attempt is counted before its password is checked, so exactly `limit` of them get
+    // that far, however they interleave; the others are refused without a check.
+    assert_eq!(checked, limit, "{outcomes:?}");
+    for (status, retry) in &outcomes {
+        assert!(
+            *status == StatusCode::UNAUTHORIZED || *status == StatusCode::TOO_MANY_REQUESTS,
+            "{outcomes:?}"
+        );
+        if let Some(retry) = retry {
+            assert!((1..=3).contains(retry), "{outcomes:?}");
+        }
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_events WHERE action = 'auth.login_failed'"),
+        i64::try_from(limit).unwrap(),
+        "only the checked attempts are failed logins"
+    );
+
+    // The right password is refused too, on either replica, until the window ends.
+    for server in [&app, &replica] {
+        let response = server.login("acme", "admin@acme.test", PASSWORD).await;
+        assert!((1..=3).contains(&retry_after(&response)));
+        expect_error(
+            response,
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_login_attempts",
+        )
+        .await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    expect_status(
+        replica.login("acme", "admin@acme.test", PASSWORD).await,
+        StatusCode::OK,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn without_redis_parallel_wrong_passwords_still_get_no_more_than_the_limit() {
+    // Nothing listens on port 1: the throttle counts in the process's memory instead.
+    let app = TestApp::builder()
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .env("PAAS_LOGIN_MAX_FAILURES", "3")
+        .start()
+        .await;
+    app.signup("acme").await;
+    let outcomes =
+        concurrent_wrong_logins([&app, &app], 20, |_| "admin@acme.test".to_owned()).await;
+    let checked = outcomes
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::UNAUTHORIZED)
+        .count();
+    assert_eq!(checked, 3, "{outcomes:?}");
     expect_error(
         app.login("acme", "admin@acme.test", PASSWORD).await,
         StatusCode::TOO_MANY_REQUESTS,
         "too_many_login_attempts",
     )
     .await;
+}
+
+#[tokio::test]
+async fn parallel_guesses_across_accounts_get_no_more_than_the_address_limit() {
+    let app = TestApp::builder()
+        .env("PAAS_LOGIN_MAX_FAILURES_PER_IP", "4")
+        .start()
+        .await;
+    let replica = TestApp::builder()
+        .env("PAAS_LOGIN_MAX_FAILURES_PER_IP", "4")
+        .replica_of(&app)
+        .start()
+        .await;
+    app.signup("acme").await;
+    let outcomes =
+        concurrent_wrong_logins([&app, &replica], 30, |i| format!("guess{i}@acme.test")).await;
+    let checked = outcomes
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::UNAUTHORIZED)
+        .count();
+    assert_eq!(checked, 4, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .filter(|(status, _)| *status == StatusCode::TOO_MANY_REQUESTS)
+            .all(|(_, retry)| retry.is_some_and(|r| (1..=900).contains(&r))),
+        "{outcomes:?}"
+    );
 }
 
 #[tokio::test]
@@ -387,6 +589,14 @@ async fn logout_ends_the_session_at_once() {
         .await
         .unwrap();
     expect_status(logout, StatusCode::NO_CONTENT).await;
+    // Logging out the same session again changes nothing and is not audited twice.
+    let again = app
+        .request(Method::POST, "/api/v1/auth/logout")
+        .json(&json!({"refresh_token": admin.refresh_token}))
+        .send()
+        .await
+        .unwrap();
+    expect_status(again, StatusCode::NO_CONTENT).await;
     expect_error(
         refresh(&app, &admin.refresh_token).await,
         StatusCode::UNAUTHORIZED,
@@ -409,6 +619,33 @@ async fn logout_ends_the_session_at_once() {
         .await
         .unwrap();
     expect_error(garbage, StatusCode::UNAUTHORIZED, "invalid_token").await;
+
+    // The logout is in the audit log: who, and whose session.
+    let login = expect_status(
+        app.login("acme", &admin.email, PASSWORD).await,
+        StatusCode::OK,
+    )
+    .await;
+    let audit = audit_events(&app, login["access_token"].as_str().unwrap(), "auth.logout").await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0]["actor_user_id"], admin.user_id.as_str());
+    assert_eq!(audit[0]["target_id"], admin.user_id.as_str());
+}
+
+/// The tenant's audit events with `action`, newest first, as its admin reads them.
+async fn audit_events(app: &TestApp, admin_token: &str, action: &str) -> Vec<Value> {
+    let response = app
+        .get(
+            &format!("/api/v1/audit-events?action={action}"),
+            admin_token,
+        )
+        .send()
+        .await
+        .unwrap();
+    let body = expect_status(response, StatusCode::OK).await;
+    let items = body["items"].as_array().unwrap().clone();
+    assert!(items.iter().all(|e| e["action"] == action), "{body}");
+    items
 }
 
 #[tokio::test]
@@ -435,6 +672,9 @@ async fn forged_tampered_and_expired_tokens_are_refused() {
     wrong_iss["iss"] = json!("evil");
     let mut other_tenant = claims.clone();
     other_tenant["tid"] = json!(uuid::Uuid::now_v7());
+    // Every claim valid and the right secret, but no expiry: such a token would never die.
+    let mut no_exp = claims.clone();
+    no_exp.as_object_mut().unwrap().remove("exp");
 
     let cases = [
         (format!("{none_header}.{payload}."), "invalid_token"),
@@ -465,6 +705,10 @@ async fn forged_tampered_and_expired_tokens_are_refused() {
         ),
         (
             sign(&other_tenant, Algorithm::HS256, JWT_SECRET.as_bytes()),
+            "invalid_token",
+        ),
+        (
+            sign(&no_exp, Algorithm::HS256, JWT_SECRET.as_bytes()),
             "invalid_token",
         ),
         (
@@ -554,6 +798,14 @@ async fn changing_the_password_ends_other_sessions() {
         .await
         .unwrap();
     expect_status(ok, StatusCode::NO_CONTENT).await;
+    // One audit entry, for the change that happened (not the refused attempts), with no
+    // password in it.
+    let audit = audit_events(&app, &admin.access_token, "user.password_changed").await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0]["actor_user_id"], admin.user_id.as_str());
+    assert_eq!(audit[0]["target_id"], admin.user_id.as_str());
+    let text = serde_json::to_string(&audit).unwrap();
+    assert!(!text.contains(PASSWORD) && !text.contains("a brand new password"));
     expect_status(
         app.get("/api/v1/me", &admin.access_token)
             .send()

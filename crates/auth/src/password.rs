@@ -149,6 +149,61 @@ mod tests {
         );
     }
 
+    /// On a single-threaded runtime a blocking hash would stall every other task; a ticker
+    /// running beside it proves the executor thread stayed free while bcrypt worked.
+    #[tokio::test(flavor = "current_thread")]
+    async fn hashing_and_verifying_do_not_block_the_executor() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::time::{Duration, Instant};
+
+        // Cost 10 takes tens of milliseconds (cost 4 would be over in about one tick).
+        let hasher = PasswordHasher::new(10);
+        let ticks = Arc::new(AtomicU64::new(0));
+        let ticker = tokio::spawn({
+            let ticks = Arc::clone(&ticks);
+            async move {
+                let mut interval = tokio::time::interval(Duration::from_millis(1));
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    interval.tick().await;
+                    ticks.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        // Let the ticker start before measuring.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+
+        let before = ticks.load(Ordering::Relaxed);
+        let started = Instant::now();
+        let hash = hasher.hash(secret("correct horse battery")).await.unwrap();
+        let took = started.elapsed();
+        let during_hash = ticks.load(Ordering::Relaxed) - before;
+
+        let before = ticks.load(Ordering::Relaxed);
+        assert!(
+            hasher
+                .verify(secret("correct horse battery"), Some(hash))
+                .await
+                .unwrap()
+        );
+        let during_verify = ticks.load(Ordering::Relaxed) - before;
+        ticker.abort();
+
+        assert!(
+            took >= Duration::from_millis(10),
+            "cost 10 should take tens of ms, took {took:?}"
+        );
+        // A hash run on the executor thread would allow no tick at all until it returned.
+        assert!(
+            during_hash >= 3,
+            "the ticker advanced {during_hash} times during a {took:?} hash"
+        );
+        assert!(
+            during_verify >= 3,
+            "the ticker advanced {during_verify} times during a verify"
+        );
+    }
+
     #[tokio::test]
     async fn a_malformed_stored_hash_is_no_match() {
         let hasher = PasswordHasher::new(4);

@@ -309,19 +309,25 @@ fn invalid_credentials() -> Error {
     )
 }
 
-/// Checks a password login. Unknown tenants and users take as long as wrong passwords, and all
-/// three get the same answer.
-pub async fn login(state: &AppState, input: Login, client: &ClientInfo) -> Result<LoggedIn, Error> {
-    let email = input.email.trim().to_lowercase();
-    let tenant_name = input.tenant.trim().to_owned();
-    let keys = state.login_throttle.keys(&tenant_name, &email, &client.ip);
-    state.login_throttle.check(&keys).await?;
+/// What checking a login's credentials found.
+struct Checked {
+    tenant: Option<(TenantId, TenantStatus)>,
+    credentials: Option<users::UserCredentials>,
+    matches: bool,
+}
 
+/// Looks up the tenant and the user and verifies the password: always one bcrypt verification,
+/// against a dummy hash when the tenant or user is unknown.
+async fn check_credentials(
+    state: &AppState,
+    tenant_name: &str,
+    email: &str,
+    password: SecretString,
+) -> Result<Checked, Error> {
     // Malformed names cannot exist; look nothing up but still spend a hash's time.
-    let well_formed =
-        validate::tenant_name(&tenant_name).is_ok() && validate::email(&email).is_ok();
+    let well_formed = validate::tenant_name(tenant_name).is_ok() && validate::email(email).is_ok();
     let tenant = if well_formed {
-        let name = tenant_name.clone();
+        let name = tenant_name.to_owned();
         state
             .db
             .anonymous_tx(move |conn| tenants::find_by_name(conn, &name))
@@ -331,7 +337,7 @@ pub async fn login(state: &AppState, input: Login, client: &ClientInfo) -> Resul
     };
     let credentials = match tenant {
         Some((tenant_id, _)) => {
-            let email = email.clone();
+            let email = email.to_owned();
             state
                 .db
                 .tenant_tx(tenant_id, move |conn| {
@@ -342,15 +348,45 @@ pub async fn login(state: &AppState, input: Login, client: &ClientInfo) -> Resul
         None => None,
     };
     let hash = credentials.as_ref().map(|c| c.password_hash.clone());
-    let matches = state.passwords.verify(input.password, hash).await?;
+    let matches = state.passwords.verify(password, hash).await?;
+    Ok(Checked {
+        tenant,
+        credentials,
+        matches,
+    })
+}
+
+/// Checks a password login. Unknown tenants and users take as long as wrong passwords, and all
+/// three get the same answer. The attempt is counted by the throttle before the password is
+/// checked (so parallel guesses cannot get past the limit) and taken back if it succeeds.
+pub async fn login(state: &AppState, input: Login, client: &ClientInfo) -> Result<LoggedIn, Error> {
+    let email = input.email.trim().to_lowercase();
+    let tenant_name = input.tenant.trim().to_owned();
+    let keys = state.login_throttle.keys(&tenant_name, &email, &client.ip);
+    let attempt = state.login_throttle.attempt(&keys).await?;
+
+    let checked = match check_credentials(state, &tenant_name, &email, input.password).await {
+        Ok(checked) => checked,
+        Err(err) => {
+            // Not a failed guess: the check itself could not be made.
+            state.login_throttle.forgive(attempt).await;
+            return Err(err);
+        }
+    };
     let now = state.clock.now();
 
-    let (tenant_id, tenant_status, user) = match (tenant, credentials) {
-        (Some((tenant_id, status)), Some(credentials)) if matches => {
-            (tenant_id, status, credentials.user)
-        }
-        (tenant, credentials) => {
-            state.login_throttle.record_failure(&keys).await;
+    let (tenant_id, tenant_status, user) = match checked {
+        Checked {
+            tenant: Some((tenant_id, status)),
+            credentials: Some(credentials),
+            matches: true,
+        } => (tenant_id, status, credentials.user),
+        Checked {
+            tenant,
+            credentials,
+            ..
+        } => {
+            // The attempt stays counted: it was a failure.
             if let Some((tenant_id, _)) = tenant {
                 let reason = if credentials.is_some() {
                     "wrong_password"
@@ -375,8 +411,12 @@ pub async fn login(state: &AppState, input: Login, client: &ClientInfo) -> Resul
         )
         .await;
     }
-    ensure_active(tenant_status, user.status)?;
-    state.login_throttle.record_success(&keys).await;
+    if let Err(err) = ensure_active(tenant_status, user.status) {
+        // The password was right: no failed guess to count.
+        state.login_throttle.forgive(attempt).await;
+        return Err(err);
+    }
+    state.login_throttle.succeeded(attempt).await;
 
     let session = NewSession::start(now);
     let ttl = refresh_ttl(state);
@@ -639,21 +679,33 @@ pub async fn change_password(
     let keys = state
         .login_throttle
         .keys(&found_tenant.name, &found_user.email, &client.ip);
-    state.login_throttle.check(&keys).await?;
+    let attempt = state.login_throttle.attempt(&keys).await?;
     let email = found_user.email.clone();
-    let stored = state
-        .db
-        .tenant_tx(tenant, move |conn| {
-            users::find_credentials(conn, tenant, &email)
-        })
-        .await?
-        .map(|c| c.password_hash);
-    if !state.passwords.verify(current, stored).await? {
-        state.login_throttle.record_failure(&keys).await;
-        return Err(Error::bad_request(
-            "wrong_password",
-            "the current password is wrong",
-        ));
+    let checked = async {
+        let stored = state
+            .db
+            .tenant_tx(tenant, move |conn| {
+                users::find_credentials(conn, tenant, &email)
+            })
+            .await?
+            .map(|c| c.password_hash);
+        state.passwords.verify(current, stored).await
+    }
+    .await;
+    match checked {
+        // A wrong guess stays counted.
+        Ok(false) => {
+            return Err(Error::bad_request(
+                "wrong_password",
+                "the current password is wrong",
+            ));
+        }
+        // The right password is no failure (and, unlike a login, does not clear the counter).
+        Ok(true) => state.login_throttle.forgive(attempt).await,
+        Err(err) => {
+            state.login_throttle.forgive(attempt).await;
+            return Err(err);
+        }
     }
     let hash = state.passwords.hash(new).await?;
     let now = state.clock.now();
