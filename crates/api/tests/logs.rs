@@ -1,5 +1,6 @@
-//! No secret a test uses — password, API key, access or refresh token, JWT secret — ever
-//! appears in the logs (at debug level, trace for our own crates) or in an error body.
+//! No secret a test uses — password, API key, access or refresh token, JWT secret, master key,
+//! operator token, database password — ever appears in the logs (at debug level, trace for our
+//! own crates) or in an error body.
 // Test helpers fail loudly by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,7 +9,7 @@ mod common;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use common::{JWT_SECRET, PASSWORD, TestApp, expect_status};
+use common::{JWT_SECRET, MASTER_KEY, OPERATOR_TOKEN, PASSWORD, TestApp, expect_status};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -43,19 +44,70 @@ async fn secrets_never_reach_logs_or_error_bodies() {
         .json()
         .init();
 
+    // The server under test reaches its database through a URL with a password (the test
+    // server trusts local connections, so the password is carried but never checked); the
+    // first server only makes that database.
+    let db_password = "db-password-SECRET-0123456789";
+    let maker = TestApp::new().await;
+    let mut database_url = url::Url::parse(maker.db.url()).unwrap();
+    database_url.set_password(Some(db_password)).unwrap();
     let app = TestApp::builder()
+        .replica_of(&maker)
+        .env("DATABASE_URL", database_url.as_str())
+        .env("PAAS_MASTER_KEY", MASTER_KEY)
+        .env("PAAS_OPERATOR_TOKEN", OPERATOR_TOKEN)
         .env("PAAS_LOGIN_MAX_FAILURES", "2")
         .start()
         .await;
+    drop(maker);
     let tenant = app.signup("acme").await;
     let admin = &tenant.admin;
     let mut secrets = vec![
         PASSWORD.to_owned(),
         JWT_SECRET.to_owned(),
+        MASTER_KEY.to_owned(),
+        OPERATOR_TOKEN.to_owned(),
+        db_password.to_owned(),
         admin.access_token.clone(),
         admin.refresh_token.clone(),
     ];
     let mut bodies = Vec::new();
+
+    // The operator API, with the operator token and with near misses of it.
+    let tenants = app
+        .operator(Method::GET, "/api/v1/admin/tenants")
+        .send()
+        .await
+        .unwrap();
+    bodies.push(expect_status(tenants, StatusCode::OK).await.to_string());
+    let suspended = app
+        .operator(
+            Method::POST,
+            &format!("/api/v1/admin/tenants/{}/suspend", tenant.id),
+        )
+        .send()
+        .await
+        .unwrap();
+    bodies.push(expect_status(suspended, StatusCode::OK).await.to_string());
+    let reactivated = app
+        .operator(
+            Method::POST,
+            &format!("/api/v1/admin/tenants/{}/reactivate", tenant.id),
+        )
+        .send()
+        .await
+        .unwrap();
+    bodies.push(expect_status(reactivated, StatusCode::OK).await.to_string());
+    for token in [format!("{OPERATOR_TOKEN}x"), admin.access_token.clone()] {
+        let refused = app
+            .request(Method::GET, "/api/v1/admin/tenants")
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        bodies.push(refused.text().await.unwrap());
+    }
 
     let invited = app
         .post(

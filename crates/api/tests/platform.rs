@@ -4,9 +4,158 @@
 
 mod common;
 
-use common::{PASSWORD, TestApp, expect_error, expect_status};
+use common::{Binary, PASSWORD, TestApp, count_on, expect_error, expect_status};
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
+
+/// An empty database (no tables, no migrations applied) of this test's own, dropped with the
+/// value.
+struct EmptyDatabase {
+    name: String,
+    url: String,
+}
+
+impl EmptyDatabase {
+    fn new() -> Self {
+        use diesel::Connection;
+        use diesel::connection::SimpleConnection;
+        let name = format!("paas_empty_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = diesel::PgConnection::establish(&paas_testing::server_url()).unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        let mut url = url::Url::parse(&paas_testing::server_url()).unwrap();
+        url.set_path(&format!("/{name}"));
+        Self {
+            name,
+            url: url.to_string(),
+        }
+    }
+
+    /// A counting query on this database, as its owner.
+    fn count(&self, query: &str) -> i64 {
+        use diesel::Connection;
+        count_on(
+            &mut diesel::PgConnection::establish(&self.url).unwrap(),
+            query,
+        )
+    }
+
+    fn tables_named(&self, table: &str) -> i64 {
+        self.count(&format!(
+            "SELECT count(*) FROM information_schema.tables \
+             WHERE table_schema = 'public' AND table_name = '{table}'"
+        ))
+    }
+}
+
+impl Drop for EmptyDatabase {
+    fn drop(&mut self) {
+        use diesel::Connection;
+        use diesel::connection::SimpleConnection;
+        if let Ok(mut admin) = diesel::PgConnection::establish(&paas_testing::server_url()) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+/// The migrations the binary embeds (one directory each).
+fn migration_count() -> i64 {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../persistence/migrations");
+    let count = std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|entry| entry.as_ref().unwrap().path().is_dir())
+        .count();
+    i64::try_from(count).unwrap()
+}
+
+/// Polls `GET /readyz` for up to `seconds`; the last status.
+async fn readyz_within(base: &str, seconds: u64) -> Option<StatusCode> {
+    let mut status = None;
+    for _ in 0..seconds * 10 {
+        if let Ok(response) = reqwest::get(format!("{base}/readyz")).await {
+            status = Some(response.status());
+            if response.status() == StatusCode::OK {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    status
+}
+
+async fn signup_on(base: &str, name: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/signup"))
+        .json(
+            &json!({"tenant_name": name, "email": format!("a@{name}.test"), "password": PASSWORD}),
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn serve_migrates_an_empty_database_before_serving() {
+    let db = EmptyDatabase::new();
+    assert_eq!(db.tables_named("tenants"), 0);
+    let server = Binary::start_with(&db.url, &["serve"], &[]).await;
+    assert_eq!(
+        readyz_within(&server.base, 30).await,
+        Some(StatusCode::OK),
+        "the server never became ready"
+    );
+    assert_eq!(db.tables_named("tenants"), 1);
+    assert_eq!(
+        db.count("SELECT count(*) FROM __diesel_schema_migrations"),
+        migration_count(),
+        "every migration is applied"
+    );
+    let signed_up =
+        expect_status(signup_on(&server.base, "fresh").await, StatusCode::CREATED).await;
+    let token = signed_up["access_token"].as_str().unwrap();
+    let me = reqwest::Client::new()
+        .get(format!("{}/api/v1/me", server.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_status(me, StatusCode::OK).await["tenant"]["name"],
+        "fresh"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM tenants"), 1);
+}
+
+#[tokio::test]
+async fn serve_with_no_migrate_leaves_an_empty_database_alone() {
+    let db = EmptyDatabase::new();
+    let server = Binary::start_with(&db.url, &["serve", "--no-migrate"], &[]).await;
+    // It serves (PostgreSQL answers), but there is nothing to sign up into.
+    let health = reqwest::get(format!("{}/healthz", server.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let signup = signup_on(&server.base, "fresh").await;
+    let status = signup.status();
+    let body = signup.text().await.unwrap();
+    assert!(status.is_server_error(), "{status} {body}");
+    assert!(
+        !body.contains("tenants"),
+        "the error names the schema: {body}"
+    );
+    assert_eq!(db.tables_named("tenants"), 0, "--no-migrate created tables");
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM information_schema.tables \
+             WHERE table_name = '__diesel_schema_migrations'"
+        ),
+        0
+    );
+}
 
 #[tokio::test]
 async fn probes_report_liveness_and_readiness() {

@@ -352,7 +352,7 @@ pub fn count_in(db: &TestDatabase, query: &str) -> i64 {
     count_on(&mut db.owner_connection(), query)
 }
 
-fn count_on(conn: &mut diesel::PgConnection, query: &str) -> i64 {
+pub fn count_on(conn: &mut diesel::PgConnection, query: &str) -> i64 {
     use diesel::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
     struct Count {
@@ -553,11 +553,17 @@ impl Binary {
     /// Starts `agent-paas serve --no-migrate` on `db` (already migrated) with `env`, and waits
     /// until it answers.
     pub async fn start(db: &TestDatabase, env: &[(&str, &str)]) -> Binary {
+        Self::start_with(db.url(), &["serve", "--no-migrate"], env).await
+    }
+
+    /// Starts `agent-paas <args>` (a `serve`) on the database at `database_url` with `env`, and
+    /// waits (at most 10 s) until it answers.
+    pub async fn start_with(database_url: &str, args: &[&str], env: &[(&str, &str)]) -> Binary {
         let port = free_port();
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_agent-paas"));
         command
-            .args(["serve", "--no-migrate"])
-            .env("DATABASE_URL", db.url())
+            .args(args)
+            .env("DATABASE_URL", database_url)
             .env("REDIS_URL", "redis://127.0.0.1:6379")
             .env("PAAS_REDIS_PREFIX", paas_testing::redis_prefix())
             .env("PAAS_LISTEN_ADDR", format!("127.0.0.1:{port}"))
