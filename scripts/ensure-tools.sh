@@ -8,12 +8,8 @@ have_libpq() {
 }
 
 if ! have_libpq; then
-  echo "==> installing libpq-dev (PostgreSQL client library for diesel)"
-  if command -v apt-get >/dev/null 2>&1; then
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libpq-dev pkg-config >/dev/null
-  else
-    echo "libpq is missing: install your distribution's PostgreSQL client development package" >&2
+  if ! "$(dirname "$0")/apt-install.sh" "libpq (the PostgreSQL client library diesel links)" libpq-dev pkg-config; then
+    echo "libpq is missing: install your distribution's PostgreSQL client development package (libpq-dev)" >&2
     exit 1
   fi
 fi

@@ -5,10 +5,24 @@
 #   scripts/frontend.sh          everything
 #   scripts/frontend.sh --build  dependencies and the production build only (for `just dev`)
 set -euo pipefail
-cd "$(dirname "$0")/../frontend"
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/../frontend"
 
+# Node.js and npm: installed with apt-get when missing and this machine allows it. (NodeSource's
+# nodejs package carries npm; Debian's does not, so npm is a second step.)
+missing_node() {
+  echo "Node.js 20.19 or newer with npm is needed for the dashboard and could not be installed here: install it (https://nodejs.org/en/download)" >&2
+  exit 1
+}
+if ! command -v node >/dev/null 2>&1; then
+  "$here/apt-install.sh" Node.js nodejs || missing_node
+fi
 if ! command -v npm >/dev/null 2>&1; then
-  echo "npm is missing: install Node.js 20.19 or newer" >&2
+  "$here/apt-install.sh" npm npm || missing_node
+fi
+node_version=$(node -p 'process.versions.node')
+if [ "$(printf '%s\n' 20.19.0 "$node_version" | sort -V | head -n 1)" != 20.19.0 ]; then
+  echo "Node.js $node_version is too old: the dashboard needs 20.19 or newer (https://nodejs.org/en/download)" >&2
   exit 1
 fi
 # Install when node_modules is missing or older than the lock file.
