@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use paas_core::{RunId, TenantId};
+use paas_core::{Error, RunId, TenantId};
 use paas_persistence::Db;
 use paas_persistence::runs::{self, NewRun, RunOutcome};
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -199,7 +199,7 @@ impl Queue {
 
     /// What is ready, by tenant: every ended run and every row that waited its linger (all of
     /// them when `all`), and the outcomes of runs already written.
-    fn take_ready(&mut self, all: bool) -> HashMap<TenantId, Round> {
+    fn take_ready(&mut self, all: bool, now: Instant) -> HashMap<TenantId, Round> {
         let mut rounds: HashMap<TenantId, Round> = HashMap::new();
         let mut insert = |p: Pending| {
             rounds
@@ -213,7 +213,6 @@ impl Queue {
                 insert(p);
             }
         }
-        let now = Instant::now();
         while let Some((since, run)) = self.order.front() {
             if !all && now < *since + LINGER {
                 break;
@@ -272,7 +271,7 @@ async fn write_loop(
                 queue.absorb(&mut inbox);
             }
         }
-        for (tenant, round) in queue.take_ready(stopping) {
+        for (tenant, round) in queue.take_ready(stopping, Instant::now()) {
             // A row with its outcome was two records (its start and its end).
             let records = round.finishes.len()
                 + round
@@ -298,28 +297,56 @@ async fn sleep_until(due: Option<Instant>) {
 }
 
 /// Writes one tenant's rows and outcomes in one transaction, retrying while the database is
-/// unavailable.
+/// unavailable. If the batch fails otherwise, each row and outcome is tried on its own, so one
+/// bad row (a run whose agent was deleted meanwhile, say) costs no other its record.
 async fn write_round(db: &Db, tenant: TenantId, round: Round) {
-    let rows: Vec<(NewRun, Option<RunOutcome>)> = round
-        .inserts
-        .iter()
-        .map(|(row, outcome, _)| (row.clone(), outcome.clone()))
-        .collect();
-    let finishes = Arc::new(round.finishes);
-    let rows = Arc::new(rows);
+    let Round { inserts, finishes } = round;
+    let written = write(db, tenant, &inserts, &finishes).await;
+    match written {
+        Err(err) if inserts.len() + finishes.len() > 1 => {
+            tracing::warn!(tenant = %tenant, code = err.code(), cause = %err.cause_chain(), "a batch of run rows could not be written; writing them one by one");
+            for insert in inserts {
+                let one = [insert];
+                let written = write(db, tenant, &one, &[]).await;
+                written_or_dropped(tenant, written, &one);
+            }
+            for finish in finishes {
+                let written = write(db, tenant, &[], &[finish]).await;
+                written_or_dropped(tenant, written, &[]);
+            }
+        }
+        written => written_or_dropped(tenant, written, &inserts),
+    }
+}
+
+/// One transaction: the rows, then the outcomes. Returns the runs whose outcome found no row
+/// still `running`. Retried while the database is unavailable.
+async fn write(
+    db: &Db,
+    tenant: TenantId,
+    inserts: &[(NewRun, Option<RunOutcome>, Weak<LiveRun>)],
+    finishes: &[(RunId, RunOutcome)],
+) -> Result<Vec<RunId>, Error> {
+    let rows: Arc<Vec<(NewRun, Option<RunOutcome>)>> = Arc::new(
+        inserts
+            .iter()
+            .map(|(row, outcome, _)| (row.clone(), outcome.clone()))
+            .collect(),
+    );
+    let finishes = Arc::new(finishes.to_vec());
     let mut delay = Duration::from_millis(100);
-    let result = loop {
+    loop {
         let (rows, finishes) = (Arc::clone(&rows), Arc::clone(&finishes));
         let written = db
             .tenant_tx_async_commit(tenant, move |conn| {
                 runs::insert_many(conn, tenant, &rows)?;
-                let mut claimed = Vec::new();
+                let mut stale = Vec::new();
                 for (run, outcome) in finishes.iter() {
                     if !runs::finish(conn, tenant, *run, outcome)? {
-                        claimed.push(*run);
+                        stale.push(*run);
                     }
                 }
-                Ok(claimed)
+                Ok(stale)
             })
             .await;
         match written {
@@ -328,31 +355,219 @@ async fn write_round(db: &Db, tenant: TenantId, round: Round) {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
-            other => break other,
+            other => return other,
         }
-    };
-    match result {
-        Ok(claimed) => {
-            for run in claimed {
+    }
+}
+
+/// Tells the runs whose row was written as `running` to renew their lease from now on, or
+/// counts what could not be written.
+fn written_or_dropped(
+    tenant: TenantId,
+    written: Result<Vec<RunId>, Error>,
+    inserts: &[(NewRun, Option<RunOutcome>, Weak<LiveRun>)],
+) {
+    match written {
+        Ok(stale) => {
+            for run in stale {
                 // Its lease expired (this process could not renew it) and another replica
-                // marked it interrupted and billed it; the run was billed here too, before its
-                // answer, and the ledger keeps one row per run (the first written).
-                tracing::warn!(run = %run, "a run finished after another replica had marked it interrupted; keeping that outcome");
+                // marked it interrupted and billed it, or it was deleted with its agent. The
+                // run was billed here too, before its answer; the ledger keeps one row per run.
+                tracing::warn!(run = %run, "a run's row was no longer running when its outcome came (taken over by another replica, or deleted with its agent); keeping it as it is");
             }
-            for (row, outcome, live) in &round.inserts {
-                if outcome.is_none()
-                    && let Some(live) = live.upgrade()
-                {
-                    live.row_written();
-                } else if outcome.is_none() {
-                    tracing::debug!(run = %row.id, "a run's row was written after the run was gone");
+            for (row, outcome, live) in inserts {
+                if outcome.is_some() {
+                    continue;
+                }
+                match live.upgrade() {
+                    Some(live) => live.row_written(),
+                    None => {
+                        tracing::debug!(run = %row.id, "a run's row was written after the run was gone");
+                    }
                 }
             }
         }
         Err(err) => {
-            metrics::counter!("run_records_dropped_total")
-                .increment((round.inserts.len() + finishes.len()) as u64);
-            tracing::error!(tenant = %tenant, code = err.code(), cause = %err.cause_chain(), "run rows could not be written");
+            metrics::counter!("run_records_dropped_total").increment(1);
+            tracing::error!(tenant = %tenant, code = err.code(), cause = %err.cause_chain(), "a run row could not be written");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+    use paas_core::{AgentId, UserId};
+    use paas_models::{RunSource, RunStatus};
+    use paas_persistence::DbConfig;
+    use paas_persistence::runs::RunLease;
+    use paas_testing::TestDatabase;
+
+    use super::*;
+
+    const TENANT: &str = "00000000-0000-7000-8000-000000000001";
+    const USER: &str = "00000000-0000-7000-8000-000000000002";
+    const AGENT: &str = "00000000-0000-7000-8000-000000000003";
+
+    fn tenant() -> TenantId {
+        TenantId::from_uuid(TENANT.parse().unwrap())
+    }
+
+    fn new_run(agent: AgentId) -> NewRun {
+        NewRun {
+            id: RunId::new(),
+            tenant_id: tenant(),
+            session_id: None,
+            user_id: UserId::from_uuid(USER.parse().unwrap()),
+            api_key_id: None,
+            agent_id: agent,
+            source: RunSource::Openai,
+            provider: "mock".into(),
+            model: "mock".into(),
+            started_at: chrono::Utc::now(),
+            lease: RunLease {
+                owner: uuid::Uuid::new_v4(),
+                duration: Duration::from_secs(30),
+            },
+        }
+    }
+
+    fn outcome() -> RunOutcome {
+        RunOutcome {
+            status: RunStatus::Completed,
+            steps: 1,
+            prompt_tokens: 7,
+            completion_tokens: 5,
+            usage_estimated: false,
+            error_code: None,
+            error_message: None,
+            limit_reason: None,
+            finished_at: chrono::Utc::now(),
+        }
+    }
+
+    fn start(row: NewRun) -> Record {
+        Record::Start {
+            row,
+            live: Weak::new(),
+        }
+    }
+
+    fn finish(run: RunId) -> Record {
+        Record::Finish {
+            tenant: tenant(),
+            run,
+            outcome: outcome(),
+        }
+    }
+
+    #[test]
+    fn a_run_that_ends_within_the_linger_is_one_finished_row() {
+        let mut queue = Queue::default();
+        let row = new_run(AgentId::new());
+        let run = row.id;
+        queue.absorb(&mut vec![start(row), finish(run)]);
+        let mut rounds = queue.take_ready(false, Instant::now());
+        let round = rounds.remove(&tenant()).unwrap();
+        assert_eq!(round.inserts.len(), 1);
+        assert_eq!(round.inserts[0].0.id, run);
+        assert!(round.inserts[0].1.is_some(), "inserted with its outcome");
+        assert!(round.finishes.is_empty(), "no update after it");
+        assert!(queue.due().is_none(), "nothing left to wait for");
+    }
+
+    #[test]
+    fn a_run_past_the_linger_is_written_running_and_its_outcome_is_an_update() {
+        let mut queue = Queue::default();
+        let row = new_run(AgentId::new());
+        let run = row.id;
+        queue.absorb(&mut vec![start(row)]);
+        assert!(
+            queue.take_ready(false, Instant::now()).is_empty(),
+            "it waits"
+        );
+        let due = queue.due().unwrap();
+        let mut rounds = queue.take_ready(false, due);
+        let round = rounds.remove(&tenant()).unwrap();
+        assert_eq!(round.inserts.len(), 1);
+        assert!(round.inserts[0].1.is_none(), "written as running");
+        queue.absorb(&mut vec![finish(run)]);
+        let mut rounds = queue.take_ready(false, Instant::now());
+        let round = rounds.remove(&tenant()).unwrap();
+        assert!(round.inserts.is_empty());
+        assert_eq!(round.finishes.len(), 1);
+        assert_eq!(round.finishes[0].0, run);
+    }
+
+    #[test]
+    fn at_shutdown_every_row_is_written_at_once() {
+        let mut queue = Queue::default();
+        queue.absorb(&mut vec![start(new_run(AgentId::new()))]);
+        let rounds = queue.take_ready(true, Instant::now());
+        assert_eq!(rounds[&tenant()].inserts.len(), 1);
+        assert!(queue.pending.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_row_the_database_refuses_costs_no_other_row_its_record() {
+        let test_db = TestDatabase::new();
+        let db = Db::new(&DbConfig {
+            url: test_db.url().to_owned(),
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(5),
+        })
+        .unwrap();
+        let mut owner = test_db.owner_connection();
+        owner
+            .batch_execute(&format!(
+                "INSERT INTO tenants (id, name, display_name) VALUES ('{TENANT}', 'acme', 'acme');
+                 INSERT INTO users (id, tenant_id, email, display_name, password_hash, role)
+                     VALUES ('{USER}', '{TENANT}', 'a@acme.test', 'a', 'x', 'admin');
+                 INSERT INTO agents (id, tenant_id, name, display_name, builtin_provider, model,
+                                     max_tokens, max_steps, timeout_seconds)
+                     VALUES ('{AGENT}', '{TENANT}', 'a', 'a', 'mock', 'mock', 10, 1, 10);"
+            ))
+            .unwrap();
+        let agent = AgentId::from_uuid(AGENT.parse().unwrap());
+        let (finished, running) = (new_run(agent), new_run(agent));
+        // An agent deleted while its run's row waited: the insert breaks its foreign key.
+        let orphan = new_run(AgentId::new());
+        let round = Round {
+            inserts: vec![
+                (finished.clone(), Some(outcome()), Weak::new()),
+                (orphan.clone(), Some(outcome()), Weak::new()),
+                (running.clone(), None, Weak::new()),
+            ],
+            finishes: Vec::new(),
+        };
+        write_round(&db, tenant(), round).await;
+        use paas_persistence::schema::runs;
+        let mut stored: Vec<(uuid::Uuid, String)> = runs::table
+            .select((runs::id, runs::status))
+            .load(&mut owner)
+            .unwrap();
+        stored.sort();
+        let mut expected = vec![
+            (finished.id.into_uuid(), "completed".to_owned()),
+            (running.id.into_uuid(), "running".to_owned()),
+        ];
+        expected.sort();
+        assert_eq!(stored, expected);
+
+        // Written again (a retried batch): nothing changes; the running one takes its outcome.
+        let round = Round {
+            inserts: vec![(finished.clone(), Some(outcome()), Weak::new())],
+            finishes: vec![(running.id, outcome())],
+        };
+        write_round(&db, tenant(), round).await;
+        let completed: i64 = runs::table
+            .filter(runs::status.eq("completed"))
+            .count()
+            .get_result(&mut owner)
+            .unwrap();
+        assert_eq!(completed, 2);
     }
 }
