@@ -1,4 +1,4 @@
-//! The shared Redis connection (fred), with every key under the configured prefix.
+//! The shared Redis connections (fred), with every key under the configured prefix.
 //!
 //! The client connects in the background and reconnects forever, so the server starts and keeps
 //! serving while Redis is down; every command has a short timeout, and callers decide what a
@@ -15,6 +15,10 @@ use paas_core::Error;
 #[derive(Clone)]
 pub struct RedisStore {
     client: fred::clients::Client,
+    /// A second connection, for the quota and rate-limit scripts only: a request's admission
+    /// then never queues behind the run events being written on the shared one (at a thousand
+    /// open streams, enough of them to push admission past its timeout).
+    quota_client: fred::clients::Client,
     prefix: String,
     config: FredConfig,
 }
@@ -38,12 +42,17 @@ impl RedisStore {
     pub fn connect(url: &str, prefix: &str) -> Result<Self, Error> {
         let config = FredConfig::from_url(url)
             .map_err(|err| Error::bad_request("invalid_redis_url", format!("REDIS_URL: {err}")))?;
-        let client = builder(config.clone())
-            .build()
-            .map_err(|err| Error::internal(format!("cannot build the Redis client: {err}")))?;
-        client.connect();
+        let build = || {
+            let client = builder(config.clone())
+                .build()
+                .map_err(|err| Error::internal(format!("cannot build the Redis client: {err}")))?;
+            client.connect();
+            Ok::<_, Error>(client)
+        };
+        let (client, quota_client) = (build()?, build()?);
         Ok(Self {
             client,
+            quota_client,
             prefix: prefix.to_owned(),
             config,
         })
@@ -91,6 +100,11 @@ impl RedisStore {
         &self.client
     }
 
+    /// The connection of the quota and rate-limit scripts (see the field's doc).
+    pub fn quota_client(&self) -> &fred::clients::Client {
+        &self.quota_client
+    }
+
     /// Is Redis answering right now?
     pub async fn ping(&self) -> Result<(), Error> {
         if !self.client.is_connected() {
@@ -106,9 +120,10 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Closes the connection (at shutdown).
+    /// Closes the connections (at shutdown).
     pub async fn quit(&self) {
         let _ = self.client.quit().await;
+        let _ = self.quota_client.quit().await;
     }
 }
 

@@ -65,7 +65,7 @@ impl AppState {
         let providers = Arc::new(ProviderRegistry::from_config(&config)?);
         let tools = Arc::new(ToolRegistry::builtin(HttpFetchConfig::default()));
         let quotas = paas_quota::Quotas::new(
-            redis.client().clone(),
+            redis.quota_client().clone(),
             db.clone(),
             paas_quota::QuotaConfig {
                 prefix: config.redis_prefix.clone(),

@@ -139,8 +139,17 @@ async fn one(client: &reqwest::Client, target: &Target) -> Sample {
     };
     let status = response.status();
     if !status.is_success() {
-        sample.error = Some(format!("status {}", status.as_u16()));
-        let _ = response.bytes().await;
+        // The error's code says which limit or fault refused it (OpenAI's error shape).
+        let code = response
+            .bytes()
+            .await
+            .ok()
+            .and_then(|body| serde_json::from_slice::<serde_json::Value>(&body).ok())
+            .and_then(|body| body["error"]["code"].as_str().map(str::to_owned));
+        sample.error = Some(match code {
+            Some(code) => format!("status {} {code}", status.as_u16()),
+            None => format!("status {}", status.as_u16()),
+        });
         return sample;
     }
     if !target.stream {
