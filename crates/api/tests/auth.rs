@@ -626,26 +626,12 @@ async fn logout_ends_the_session_at_once() {
         StatusCode::OK,
     )
     .await;
-    let audit = audit_events(&app, login["access_token"].as_str().unwrap(), "auth.logout").await;
+    let audit = app
+        .audit_events(login["access_token"].as_str().unwrap(), "auth.logout")
+        .await;
     assert_eq!(audit.len(), 1, "{audit:?}");
     assert_eq!(audit[0]["actor_user_id"], admin.user_id.as_str());
     assert_eq!(audit[0]["target_id"], admin.user_id.as_str());
-}
-
-/// The tenant's audit events with `action`, newest first, as its admin reads them.
-async fn audit_events(app: &TestApp, admin_token: &str, action: &str) -> Vec<Value> {
-    let response = app
-        .get(
-            &format!("/api/v1/audit-events?action={action}"),
-            admin_token,
-        )
-        .send()
-        .await
-        .unwrap();
-    let body = expect_status(response, StatusCode::OK).await;
-    let items = body["items"].as_array().unwrap().clone();
-    assert!(items.iter().all(|e| e["action"] == action), "{body}");
-    items
 }
 
 #[tokio::test]
@@ -800,7 +786,9 @@ async fn changing_the_password_ends_other_sessions() {
     expect_status(ok, StatusCode::NO_CONTENT).await;
     // One audit entry, for the change that happened (not the refused attempts), with no
     // password in it.
-    let audit = audit_events(&app, &admin.access_token, "user.password_changed").await;
+    let audit = app
+        .audit_events(&admin.access_token, "user.password_changed")
+        .await;
     assert_eq!(audit.len(), 1, "{audit:?}");
     assert_eq!(audit[0]["actor_user_id"], admin.user_id.as_str());
     assert_eq!(audit[0]["target_id"], admin.user_id.as_str());

@@ -66,6 +66,34 @@ impl Deployment {
         (status, interrupted.then(|| "interrupted".to_owned()))
     }
 
+    /// The interrupted run's tokens are back and its run slot free; what it is known to have
+    /// used is counted in the month, and in one `failed` ledger row.
+    async fn assert_released_and_billed_once(
+        &self,
+        server: &Binary,
+        token: &str,
+        run: &str,
+        tokens: i64,
+    ) {
+        let quota = get_json(server, token, "/api/v1/tenant/quota").await;
+        assert_eq!(
+            quota["usage"]["tokens_this_month"]["reserved"], 0,
+            "{quota}"
+        );
+        assert_eq!(
+            quota["usage"]["tokens_this_month"]["used"], tokens,
+            "{quota}"
+        );
+        assert_eq!(quota["usage"]["runs_in_progress"]["used"], 0, "{quota}");
+        assert_eq!(
+            self.count(&format!(
+                "SELECT count(*) FROM usage_records WHERE run_id = '{run}' AND status = 'failed' \
+                 AND prompt_tokens + completion_tokens = {tokens}"
+            )),
+            1
+        );
+    }
+
     /// Waits (at most `limit`) until the run is no longer `running`.
     async fn ended(&self, run: &str, limit: Duration) -> (String, Option<String>) {
         let deadline = Instant::now() + limit;
@@ -262,23 +290,9 @@ async fn a_run_killed_mid_way_is_failed_released_and_billed_when_the_process_res
     );
 
     // The tokens it held are back; what it is known to have used is counted, once.
-    let quota = get_json(&second, &token, "/api/v1/tenant/quota").await;
-    assert_eq!(
-        quota["usage"]["tokens_this_month"]["reserved"], 0,
-        "{quota}"
-    );
-    assert_eq!(
-        quota["usage"]["tokens_this_month"]["used"], tokens,
-        "{quota}"
-    );
-    assert_eq!(quota["usage"]["runs_in_progress"]["used"], 0, "{quota}");
-    assert_eq!(
-        deployment.count(&format!(
-            "SELECT count(*) FROM usage_records WHERE run_id = '{run}' AND status = 'failed' \
-             AND prompt_tokens + completion_tokens = {tokens}"
-        )),
-        1
-    );
+    deployment
+        .assert_released_and_billed_once(&second, &token, &run, tokens)
+        .await;
     assert_eq!(deployment.count("SELECT count(*) FROM usage_records"), 1);
 }
 
@@ -294,19 +308,10 @@ async fn an_openai_compatible_run_killed_mid_way_is_recovered_from_its_row_writt
         .send()
         .await
         .unwrap();
-    let key: Value = client()
-        .post(format!("{}/api/v1/api-keys", first.base))
-        .bearer_auth(&token)
-        .json(&json!({"name": "integration", "scopes": ["chat"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let key = first.api_key(&token, &["chat"]).await;
     let response = client()
         .post(format!("{}/v1/chat/completions", first.base))
-        .bearer_auth(key["key"].as_str().unwrap())
+        .bearer_auth(&key)
         .json(&json!({"model": "helper", "stream": true, "messages": [
             {"role": "user", "content": "[mock:delay_ms=400] what is 6 * 7?"}
         ]}))
@@ -344,23 +349,9 @@ async fn an_openai_compatible_run_killed_mid_way_is_recovered_from_its_row_writt
         ("failed".to_owned(), Some("interrupted".to_owned()))
     );
     // Its tokens are released; what it is known to have used is billed, once.
-    let quota = get_json(&second, &token, "/api/v1/tenant/quota").await;
-    assert_eq!(
-        quota["usage"]["tokens_this_month"]["reserved"], 0,
-        "{quota}"
-    );
-    assert_eq!(
-        quota["usage"]["tokens_this_month"]["used"], tokens,
-        "{quota}"
-    );
-    assert_eq!(quota["usage"]["runs_in_progress"]["used"], 0, "{quota}");
-    assert_eq!(
-        deployment.count(&format!(
-            "SELECT count(*) FROM usage_records WHERE run_id = '{run}' AND status = 'failed' \
-             AND prompt_tokens + completion_tokens = {tokens}"
-        )),
-        1
-    );
+    deployment
+        .assert_released_and_billed_once(&second, &token, &run, tokens)
+        .await;
 }
 
 #[tokio::test]

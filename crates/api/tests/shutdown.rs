@@ -81,17 +81,7 @@ async fn sigterm_with_100_open_streams_tells_each_and_loses_nothing() {
     }
     // And twenty OpenAI-compatible requests of about 1 s, whose run rows are written behind
     // their answers.
-    let key: serde_json::Value = client
-        .post(format!("{}/api/v1/api-keys", server.base))
-        .bearer_auth(&token)
-        .json(&json!({"name": "integration", "scopes": ["chat"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = key["key"].as_str().unwrap().to_owned();
+    let key = server.api_key(&token, &["chat"]).await;
     let mut completions = Vec::new();
     for _ in 0..OPENAI_REQUESTS {
         let request = client

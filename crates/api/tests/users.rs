@@ -216,22 +216,6 @@ async fn roles_change_and_take_effect_on_the_next_request() {
     assert_eq!(audit["items"][0]["target_id"], user.user_id.as_str());
 }
 
-/// The tenant's audit events with `action`, newest first, as its admin reads them.
-async fn audit_events(app: &TestApp, admin_token: &str, action: &str) -> Vec<serde_json::Value> {
-    let response = app
-        .get(
-            &format!("/api/v1/audit-events?action={action}"),
-            admin_token,
-        )
-        .send()
-        .await
-        .unwrap();
-    let body = expect_status(response, StatusCode::OK).await;
-    let items = body["items"].as_array().unwrap().clone();
-    assert!(items.iter().all(|e| e["action"] == action), "{body}");
-    items
-}
-
 #[tokio::test]
 async fn deactivation_locks_the_user_out_at_once() {
     let app = TestApp::new().await;
@@ -254,7 +238,9 @@ async fn deactivation_locks_the_user_out_at_once() {
         .await
         .unwrap();
     expect_status(deleted, StatusCode::NO_CONTENT).await;
-    let audit = audit_events(&app, &admin.access_token, "user.deactivated").await;
+    let audit = app
+        .audit_events(&admin.access_token, "user.deactivated")
+        .await;
     assert_eq!(audit.len(), 1, "{audit:?}");
     assert_eq!(audit[0]["actor_user_id"], admin.user_id.as_str());
     assert_eq!(audit[0]["target_type"], "user");
@@ -304,7 +290,9 @@ async fn deactivation_locks_the_user_out_at_once() {
         expect_status(reactivated, StatusCode::OK).await["status"],
         "active"
     );
-    let audit = audit_events(&app, &admin.access_token, "user.reactivated").await;
+    let audit = app
+        .audit_events(&admin.access_token, "user.reactivated")
+        .await;
     assert_eq!(audit.len(), 1, "{audit:?}");
     assert_eq!(audit[0]["target_id"], user.user_id.as_str());
     expect_status(

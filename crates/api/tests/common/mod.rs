@@ -182,6 +182,22 @@ impl TestApp {
             .await;
     }
 
+    /// The tenant's audit events with `action`, newest first, as its admin reads them.
+    pub async fn audit_events(&self, admin_token: &str, action: &str) -> Vec<Value> {
+        let response = self
+            .get(
+                &format!("/api/v1/audit-events?action={action}"),
+                admin_token,
+            )
+            .send()
+            .await
+            .unwrap();
+        let body = expect_status(response, StatusCode::OK).await;
+        let items = body["items"].as_array().unwrap().clone();
+        assert!(items.iter().all(|e| e["action"] == action), "{body}");
+        items
+    }
+
     /// Waits until this app's runs have ended and their rows are written (behind their
     /// answers, for the OpenAI-compatible API).
     pub async fn runs_settled(&self) {
@@ -618,6 +634,21 @@ impl Binary {
             .await
             .unwrap();
         body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// A new API key of the signed-up user (`token`) with `scopes`.
+    pub async fn api_key(&self, token: &str, scopes: &[&str]) -> String {
+        let body: Value = reqwest::Client::new()
+            .post(format!("{}/api/v1/api-keys", self.base))
+            .bearer_auth(token)
+            .json(&json!({"name": "integration", "scopes": scopes}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["key"].as_str().unwrap().to_owned()
     }
 }
 

@@ -28,37 +28,22 @@ const RATE_LIMITED: &str = r#"{"error":{"message":"Rate limit reached for gpt-4o
 const SERVER_ERROR: &str = r#"{"error":{"message":"The server had an error while processing your request. Sorry about that!","type":"server_error","param":null,"code":null}}"#;
 
 #[tokio::test]
-async fn a_429_with_retry_after_is_waited_out_then_retried() {
-    let fixture = Fixture::start(vec![
-        Reply::status(429, RATE_LIMITED).with_header("retry-after", "1"),
-        Reply::sse(HELLO),
-    ])
-    .await;
-    let (result, elapsed) = timed(provider(&fixture).stream(request())).await;
-    let response = collect(result.unwrap()).await.unwrap();
-    assert_eq!(response.text, "Hello there!");
-    assert_eq!(fixture.count(), 2);
-    assert!(
-        elapsed >= Duration::from_millis(950),
-        "Retry-After was not honoured: {elapsed:?}"
-    );
-}
-
-#[tokio::test]
-async fn a_503_with_retry_after_is_waited_out_then_retried() {
-    let fixture = Fixture::start(vec![
-        Reply::status(503, SERVER_ERROR).with_header("retry-after", "1"),
-        Reply::sse(HELLO),
-    ])
-    .await;
-    let (result, elapsed) = timed(provider(&fixture).stream(request())).await;
-    let response = collect(result.unwrap()).await.unwrap();
-    assert_eq!(response.text, "Hello there!");
-    assert_eq!(fixture.count(), 2);
-    assert!(
-        elapsed >= Duration::from_millis(950),
-        "Retry-After was not honoured: {elapsed:?}"
-    );
+async fn a_429_or_503_with_retry_after_is_waited_out_then_retried() {
+    for (status, body) in [(429, RATE_LIMITED), (503, SERVER_ERROR)] {
+        let fixture = Fixture::start(vec![
+            Reply::status(status, body).with_header("retry-after", "1"),
+            Reply::sse(HELLO),
+        ])
+        .await;
+        let (result, elapsed) = timed(provider(&fixture).stream(request())).await;
+        let response = collect(result.unwrap()).await.unwrap();
+        assert_eq!(response.text, "Hello there!", "{status}");
+        assert_eq!(fixture.count(), 2, "{status}");
+        assert!(
+            elapsed >= Duration::from_millis(950),
+            "{status}: Retry-After was not honoured: {elapsed:?}"
+        );
+    }
 }
 
 #[tokio::test]
