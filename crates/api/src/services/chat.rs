@@ -77,7 +77,8 @@ fn spec_for(state: &AppState, agent: &Agent, max_tokens: u32, temperature: Optio
 }
 
 /// Turns stored messages into the model's history: the most recent [`HISTORY_LIMIT`], starting
-/// at a user message so no tool result is separated from its call.
+/// at a user message so no tool result is separated from its call, and every tool call with a
+/// result (see [`answer_every_tool_call`]).
 fn history_of(messages: Vec<Message>) -> Vec<ChatMessage> {
     let start = messages.len().saturating_sub(HISTORY_LIMIT);
     let recent = &messages[start..];
@@ -85,7 +86,7 @@ fn history_of(messages: Vec<Message>) -> Vec<ChatMessage> {
         .iter()
         .position(|m| m.role == MessageRole::User)
         .unwrap_or(recent.len());
-    recent[first_user..]
+    let history = recent[first_user..]
         .iter()
         .filter_map(|m| match m.role {
             MessageRole::User => Some(ChatMessage::user(m.content.clone())),
@@ -106,7 +107,42 @@ fn history_of(messages: Vec<Message>) -> Vec<ChatMessage> {
             )),
             MessageRole::System => None,
         })
-        .collect()
+        .collect();
+    answer_every_tool_call(history)
+}
+
+/// What the model is told of a tool call that has no stored result.
+const UNANSWERED_TOOL_CALL: &str = "error: this tool call was not completed (the run ended before its result: a limit, a cancel or a failure)";
+
+/// Gives every assistant tool call a result. A run that ended between a call and its result (a
+/// guardrail, a cancel, a tool overrunning its time limit before the step's other calls ran)
+/// stores the call without one, and providers refuse a history with such a call (OpenAI answers
+/// 400): the next turn would fail. A missing result becomes an error result, after the ones
+/// that were stored.
+fn answer_every_tool_call(history: Vec<ChatMessage>) -> Vec<ChatMessage> {
+    let mut out = Vec::with_capacity(history.len());
+    let mut unanswered: Vec<String> = Vec::new();
+    let flush = |out: &mut Vec<ChatMessage>, unanswered: &mut Vec<String>| {
+        for id in unanswered.drain(..) {
+            out.push(ChatMessage::tool_result(id, UNANSWERED_TOOL_CALL));
+        }
+    };
+    for message in history {
+        match message.role {
+            paas_llm::MessageRole::Tool => {
+                if let Some(id) = &message.tool_call_id {
+                    unanswered.retain(|pending| pending != id);
+                }
+            }
+            _ => {
+                flush(&mut out, &mut unanswered);
+                unanswered.extend(message.tool_calls.iter().map(|c| c.id.clone()));
+            }
+        }
+        out.push(message);
+    }
+    flush(&mut out, &mut unanswered);
+    out
 }
 
 /// Starts a dashboard chat turn: finds the agent and session (creating the session with a title
@@ -354,4 +390,70 @@ pub async fn start_openai(
         record,
     };
     Ok(launch.start(state, principal, agent, spec, input.messages))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use paas_llm::{ChatMessage, MessageRole, ToolCall};
+
+    use super::{UNANSWERED_TOOL_CALL, answer_every_tool_call};
+
+    fn call(id: &str) -> ToolCall {
+        ToolCall {
+            id: id.into(),
+            name: "calculator".into(),
+            arguments: "{}".into(),
+        }
+    }
+
+    fn shape(history: &[ChatMessage]) -> Vec<(MessageRole, Option<String>)> {
+        history
+            .iter()
+            .map(|m| (m.role, m.tool_call_id.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_tool_call_without_a_result_gets_an_error_result_before_the_next_message() {
+        let history = vec![
+            ChatMessage::user("what is 1+1 and 2+2?"),
+            // The run ended after the first call's result (the second tool timed out, say).
+            ChatMessage::assistant_tool_calls("", vec![call("a"), call("b")]),
+            ChatMessage::tool_result("a", "2"),
+            ChatMessage::user("and 3+3?"),
+            // The run ended before any result (a cancel).
+            ChatMessage::assistant_tool_calls("", vec![call("c")]),
+        ];
+        let answered = answer_every_tool_call(history);
+        assert_eq!(
+            shape(&answered),
+            [
+                (MessageRole::User, None),
+                (MessageRole::Assistant, None),
+                (MessageRole::Tool, Some("a".into())),
+                (MessageRole::Tool, Some("b".into())),
+                (MessageRole::User, None),
+                (MessageRole::Assistant, None),
+                (MessageRole::Tool, Some("c".into())),
+            ]
+        );
+        assert_eq!(answered[2].content, "2");
+        assert_eq!(answered[3].content, UNANSWERED_TOOL_CALL);
+        assert_eq!(answered[6].content, UNANSWERED_TOOL_CALL);
+    }
+
+    #[test]
+    fn a_complete_history_is_left_as_it_is() {
+        let history = vec![
+            ChatMessage::user("what is 1+1?"),
+            ChatMessage::assistant_tool_calls("", vec![call("a")]),
+            ChatMessage::tool_result("a", "2"),
+            ChatMessage::assistant_tool_calls("It is 2.", Vec::new()),
+        ];
+        let answered = answer_every_tool_call(history.clone());
+        assert_eq!(shape(&answered), shape(&history));
+        assert_eq!(answered.len(), 4);
+    }
 }
