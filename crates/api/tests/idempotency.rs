@@ -209,6 +209,8 @@ async fn the_same_key_on_another_request_is_a_422_and_changes_nothing() {
     let body = expect_status(reused, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(body["error"]["code"], "idempotency_key_reused");
     assert_eq!(body["error"]["type"], "invalid_request_error");
+    // The first request's run row is written behind its answer; the reused key adds none.
+    app.runs_settled().await;
     assert_eq!(app.count("SELECT count(*) FROM runs"), 1);
 }
 
