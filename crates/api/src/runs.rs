@@ -80,10 +80,8 @@ pub struct LiveRun {
     pub tenant_id: TenantId,
     pub user_id: UserId,
     pub session_id: Option<SessionId>,
-    /// Whether the run has (or will have) a row to take its outcome, and whether that row is
-    /// written behind the run (see [`RunRecord`]).
-    recorded: bool,
-    deferred: bool,
+    /// How its row is written (see [`RunRecord`]).
+    row: RowKind,
     /// Its row is in the database, holding a lease to renew.
     row_written: AtomicBool,
     cancel: CancellationToken,
@@ -223,6 +221,24 @@ pub enum RunRecord {
     Deferred(NewRun),
     /// None (`PAAS_RECORD_OPENAI_RUNS=false`): the run is known only by its usage-ledger row.
     Off,
+}
+
+/// A [`RunRecord`] without its row: what a [`LiveRun`] keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RowKind {
+    Stored,
+    Deferred,
+    Off,
+}
+
+impl RunRecord {
+    fn kind(&self) -> RowKind {
+        match self {
+            RunRecord::Stored => RowKind::Stored,
+            RunRecord::Deferred(_) => RowKind::Deferred,
+            RunRecord::Off => RowKind::Off,
+        }
+    }
 }
 
 /// A run's billing: its token reservation and the ledger row's attributes.
@@ -441,9 +457,9 @@ impl RunManager {
             tenant_id: start.tenant_id,
             user_id: start.user_id,
             session_id: start.session_id,
-            recorded: !matches!(start.record, RunRecord::Off),
-            deferred: matches!(start.record, RunRecord::Deferred(_)),
-            row_written: AtomicBool::new(matches!(start.record, RunRecord::Stored)),
+            row: start.record.kind(),
+            // A stored run's row was inserted before it started; a deferred one's comes later.
+            row_written: AtomicBool::new(start.record.kind() == RowKind::Stored),
             cancel: CancellationToken::new(),
             log: Mutex::new(EventLog::default()),
             notify: Notify::new(),
@@ -678,7 +694,7 @@ impl RunManager {
     /// database is unavailable. `Ok(false)`: the run was no longer `running` (another replica
     /// claimed it as interrupted), so nothing was written.
     async fn store(&self, live: &LiveRun, result: &RunResult) -> Result<bool, Error> {
-        if !live.recorded {
+        if live.row == RowKind::Off {
             return Ok(true); // nothing to write: its ledger row is its record
         }
         let now = chrono::Utc::now();
@@ -693,7 +709,7 @@ impl RunManager {
             limit_reason: result.limit.map(|l| l.as_str().to_owned()),
             finished_at: now,
         };
-        if live.deferred {
+        if live.row == RowKind::Deferred {
             // Written behind, with its row if that is not written yet (see `recorder`).
             self.inner
                 .recorder

@@ -102,27 +102,59 @@ impl RunLease {
     }
 }
 
+/// The columns of a run's row (`$new: &NewRun`, `$outcome: Option<&RunOutcome>`): running
+/// (leased from now) without an outcome, else finished. A macro rather than a function, so that
+/// each insert gets diesel's concrete column types.
+macro_rules! row_values {
+    ($new:expr, $outcome:expr) => {{
+        let (new, outcome): (&NewRun, Option<&RunOutcome>) = ($new, $outcome);
+        let lease_until = diesel::dsl::sql::<Timestamptz>("now() + make_interval(secs => ")
+            .bind::<Integer, _>(new.lease.secs())
+            .sql(")");
+        let (status, steps, prompt, completion, estimated) = match outcome {
+            Some(o) => (
+                o.status,
+                clamp(o.steps),
+                clamp(o.prompt_tokens),
+                clamp(o.completion_tokens),
+                o.usage_estimated,
+            ),
+            None => (RunStatus::Running, 0, 0, 0, false),
+        };
+        (
+            (
+                runs::id.eq(new.id.into_uuid()),
+                runs::tenant_id.eq(new.tenant_id.into_uuid()),
+                runs::session_id.eq(new.session_id.map(SessionId::into_uuid)),
+                runs::user_id.eq(new.user_id.into_uuid()),
+                runs::api_key_id.eq(new.api_key_id.map(ApiKeyId::into_uuid)),
+                runs::agent_id.eq(new.agent_id.into_uuid()),
+                runs::source.eq(new.source.as_str()),
+                runs::status.eq(status.as_str()),
+                runs::provider.eq(new.provider.clone()),
+                runs::model.eq(new.model.clone()),
+                runs::started_at.eq(new.started_at),
+                runs::lease_owner.eq(Some(new.lease.owner)),
+                runs::lease_until.eq(lease_until.nullable()),
+            ),
+            (
+                runs::steps.eq(steps),
+                runs::prompt_tokens.eq(prompt),
+                runs::completion_tokens.eq(completion),
+                runs::usage_estimated.eq(estimated),
+                runs::error_code.eq(outcome.and_then(|o| clip(&o.error_code, 64))),
+                runs::error_message.eq(outcome.and_then(|o| clip(&o.error_message, 1000))),
+                runs::limit_reason.eq(outcome.and_then(|o| clip(&o.limit_reason, 32))),
+                runs::finished_at.eq(outcome.map(|o| o.finished_at)),
+            ),
+        )
+    }};
+}
+
 /// Records a run as started, owned by `new.lease.owner` with a lease from now.
 pub fn insert(conn: &mut PgConnection, new: &NewRun) -> Result<(), DbError> {
-    let lease_until = diesel::dsl::sql::<Timestamptz>("now() + make_interval(secs => ")
-        .bind::<Integer, _>(new.lease.secs())
-        .sql(")");
     diesel::insert_into(runs::table)
-        .values((
-            runs::id.eq(new.id.into_uuid()),
-            runs::tenant_id.eq(new.tenant_id.into_uuid()),
-            runs::session_id.eq(new.session_id.map(SessionId::into_uuid)),
-            runs::user_id.eq(new.user_id.into_uuid()),
-            runs::api_key_id.eq(new.api_key_id.map(ApiKeyId::into_uuid)),
-            runs::agent_id.eq(new.agent_id.into_uuid()),
-            runs::source.eq(new.source.as_str()),
-            runs::status.eq(RunStatus::Running.as_str()),
-            runs::provider.eq(&new.provider),
-            runs::model.eq(&new.model),
-            runs::started_at.eq(new.started_at),
-            runs::lease_owner.eq(Some(new.lease.owner)),
-            runs::lease_until.eq(lease_until.nullable()),
-        ))
+        .values(row_values!(new, None))
         .execute(conn)?;
     Ok(())
 }
@@ -139,49 +171,7 @@ pub fn insert_many(
     let values: Vec<_> = rows
         .iter()
         .filter(|(new, _)| new.tenant_id == tenant)
-        .map(|(new, outcome)| {
-            let lease_until = diesel::dsl::sql::<Timestamptz>("now() + make_interval(secs => ")
-                .bind::<Integer, _>(new.lease.secs())
-                .sql(")");
-            let (status, steps, prompt, completion, estimated) = match outcome {
-                Some(o) => (
-                    o.status,
-                    clamp(o.steps),
-                    clamp(o.prompt_tokens),
-                    clamp(o.completion_tokens),
-                    o.usage_estimated,
-                ),
-                None => (RunStatus::Running, 0, 0, 0, false),
-            };
-            (
-                (
-                    runs::id.eq(new.id.into_uuid()),
-                    runs::tenant_id.eq(new.tenant_id.into_uuid()),
-                    runs::session_id.eq(new.session_id.map(SessionId::into_uuid)),
-                    runs::user_id.eq(new.user_id.into_uuid()),
-                    runs::api_key_id.eq(new.api_key_id.map(ApiKeyId::into_uuid)),
-                    runs::agent_id.eq(new.agent_id.into_uuid()),
-                    runs::source.eq(new.source.as_str()),
-                    runs::status.eq(status.as_str()),
-                    runs::provider.eq(new.provider.clone()),
-                    runs::model.eq(new.model.clone()),
-                    runs::started_at.eq(new.started_at),
-                    runs::lease_owner.eq(Some(new.lease.owner)),
-                    runs::lease_until.eq(lease_until.nullable()),
-                ),
-                (
-                    runs::steps.eq(steps),
-                    runs::prompt_tokens.eq(prompt),
-                    runs::completion_tokens.eq(completion),
-                    runs::usage_estimated.eq(estimated),
-                    runs::error_code.eq(outcome.as_ref().and_then(|o| clip(&o.error_code, 64))),
-                    runs::error_message
-                        .eq(outcome.as_ref().and_then(|o| clip(&o.error_message, 1000))),
-                    runs::limit_reason.eq(outcome.as_ref().and_then(|o| clip(&o.limit_reason, 32))),
-                    runs::finished_at.eq(outcome.as_ref().map(|o| o.finished_at)),
-                ),
-            )
-        })
+        .map(|(new, outcome)| row_values!(new, outcome.as_ref()))
         .collect();
     if values.is_empty() {
         return Ok(0);
