@@ -94,6 +94,31 @@ impl Deployment {
         );
     }
 
+    /// A replica with a tenant signed up (its admin's token) and an agent `helper` that has
+    /// the calculator.
+    async fn replica_with_agent(&self) -> (Binary, String) {
+        let replica = self.replica().await;
+        let token = replica.signup("acme").await;
+        let created = client()
+            .post(format!("{}/api/v1/agents", replica.base))
+            .bearer_auth(&token)
+            .json(&json!({"name": "helper", "tools": ["calculator"]}))
+            .send()
+            .await
+            .unwrap();
+        assert!(created.status().is_success(), "{}", created.status());
+        (replica, token)
+    }
+
+    /// Waits (at most `limit`) until `query` counts a row, failing with `what` otherwise.
+    async fn wait_for_row(&self, query: &str, limit: Duration, what: &str) {
+        let deadline = Instant::now() + limit;
+        while self.count(query) == 0 {
+            assert!(Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits (at most `limit`) until the run is no longer `running`.
     async fn ended(&self, run: &str, limit: Duration) -> (String, Option<String>) {
         let deadline = Instant::now() + limit;
@@ -211,15 +236,7 @@ fn assert_told_interrupted(events: &[Sse]) {
 #[tokio::test]
 async fn a_run_killed_mid_way_is_failed_released_and_billed_when_the_process_restarts() {
     let deployment = Deployment::new();
-    let mut first = deployment.replica().await;
-    let token = first.signup("acme").await;
-    client()
-        .post(format!("{}/api/v1/agents", first.base))
-        .bearer_auth(&token)
-        .json(&json!({"name": "helper", "tools": ["calculator"]}))
-        .send()
-        .await
-        .unwrap();
+    let (mut first, token) = deployment.replica_with_agent().await;
     // Two model calls of about 3 and 6 s (a calculator call, then the answer).
     let (mut events, run) = start_chat(&first, &token, "[mock:delay_ms=400] what is 6 * 7?").await;
     // The first call is done and its usage counted: the next lease renewal records it.
@@ -229,14 +246,13 @@ async fn a_run_killed_mid_way_is_failed_released_and_billed_when_the_process_res
             .await
     );
     let known = format!("SELECT count(*) FROM runs WHERE id = '{run}' AND prompt_tokens > 0");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while deployment.count(&known) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the lease renewal records usage so far"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    deployment
+        .wait_for_row(
+            &known,
+            Duration::from_secs(5),
+            "the lease renewal records usage so far",
+        )
+        .await;
     let tokens = deployment.count(&format!(
         "SELECT prompt_tokens + completion_tokens FROM runs WHERE id = '{run}'"
     ));
@@ -299,15 +315,7 @@ async fn a_run_killed_mid_way_is_failed_released_and_billed_when_the_process_res
 #[tokio::test]
 async fn an_openai_compatible_run_killed_mid_way_is_recovered_from_its_row_written_behind() {
     let deployment = Deployment::new();
-    let mut first = deployment.replica().await;
-    let token = first.signup("acme").await;
-    client()
-        .post(format!("{}/api/v1/agents", first.base))
-        .bearer_auth(&token)
-        .json(&json!({"name": "helper", "tools": ["calculator"]}))
-        .send()
-        .await
-        .unwrap();
+    let (mut first, token) = deployment.replica_with_agent().await;
     let key = first.api_key(&token, &["chat"]).await;
     let response = client()
         .post(format!("{}/v1/chat/completions", first.base))
@@ -326,14 +334,13 @@ async fn an_openai_compatible_run_killed_mid_way_is_recovered_from_its_row_writt
         "SELECT count(*) FROM runs WHERE id = '{run}' AND status = 'running' \
          AND source = 'openai' AND prompt_tokens > 0"
     );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while deployment.count(&known) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the run's row is written and its lease renewed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    deployment
+        .wait_for_row(
+            &known,
+            Duration::from_secs(15),
+            "the run's row is written and its lease renewed",
+        )
+        .await;
     let tokens = deployment.count(&format!(
         "SELECT prompt_tokens + completion_tokens FROM runs WHERE id = '{run}'"
     ));

@@ -34,26 +34,13 @@ fn setup() -> (TestDatabase, Db) {
         acquire_timeout: Duration::from_secs(5),
     })
     .unwrap();
-    let mut owner = test_db.owner_connection();
-    let mut tenants = String::new();
-    for (tenant, name, user, agent) in [
-        (TENANT, "acme", USER, AGENT),
-        (
-            OTHER_TENANT,
-            "globex",
-            "00000000-0000-7000-8000-000000000012",
-            "00000000-0000-7000-8000-000000000013",
-        ),
-    ] {
-        tenants.push_str(&format!(
-            "INSERT INTO tenants (id, name, display_name) VALUES ('{tenant}', '{name}', '{name}');
-             INSERT INTO users (id, tenant_id, email, display_name, password_hash, role)
-                 VALUES ('{user}', '{tenant}', 'a@{name}.test', 'a', 'x', 'admin');
-             INSERT INTO agents (id, tenant_id, name, display_name, builtin_provider, model, max_tokens, max_steps, timeout_seconds)
-                 VALUES ('{agent}', '{tenant}', 'a', 'a', 'mock', 'mock', 10, 1, 10);"
-        ));
-    }
-    owner.batch_execute(&tenants).unwrap();
+    test_db.seed_tenant(TENANT, "acme", USER, AGENT);
+    test_db.seed_tenant(
+        OTHER_TENANT,
+        "globex",
+        "00000000-0000-7000-8000-000000000012",
+        "00000000-0000-7000-8000-000000000013",
+    );
     (test_db, db)
 }
 

@@ -141,6 +141,21 @@ impl TestDatabase {
     pub fn owner_connection(&self) -> PgConnection {
         connect(&self.url)
     }
+
+    /// Inserts, as the owner, a tenant named `name` with an admin user (`a@<name>.test`) and an
+    /// agent on the mock model, under the given ids: the rows a run needs.
+    pub fn seed_tenant(&self, tenant: &str, name: &str, user: &str, agent: &str) {
+        self.owner_connection()
+            .batch_execute(&format!(
+                "INSERT INTO tenants (id, name, display_name) VALUES ('{tenant}', '{name}', '{name}');
+                 INSERT INTO users (id, tenant_id, email, display_name, password_hash, role)
+                     VALUES ('{user}', '{tenant}', 'a@{name}.test', 'a', 'x', 'admin');
+                 INSERT INTO agents (id, tenant_id, name, display_name, builtin_provider, model,
+                                     max_tokens, max_steps, timeout_seconds)
+                     VALUES ('{agent}', '{tenant}', 'a', 'a', 'mock', 'mock', 10, 1, 10);"
+            ))
+            .expect("cannot seed a tenant");
+    }
 }
 
 impl Default for TestDatabase {

@@ -37,7 +37,7 @@ use super::LiveRun;
 
 /// How long a run's row may wait for its outcome before it is written as `running`: runs
 /// shorter than this are written once, finished.
-pub(super) const LINGER: Duration = Duration::from_millis(250);
+const LINGER: Duration = Duration::from_millis(250);
 /// Records the queue holds before it refuses.
 const CAPACITY: usize = 20_000;
 /// Most records taken from the queue per round.
@@ -398,7 +398,6 @@ fn written_or_dropped(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use diesel::connection::SimpleConnection;
     use diesel::prelude::*;
     use paas_core::{AgentId, UserId};
     use paas_models::{RunSource, RunStatus};
@@ -520,17 +519,8 @@ mod tests {
             acquire_timeout: Duration::from_secs(5),
         })
         .unwrap();
+        test_db.seed_tenant(TENANT, "acme", USER, AGENT);
         let mut owner = test_db.owner_connection();
-        owner
-            .batch_execute(&format!(
-                "INSERT INTO tenants (id, name, display_name) VALUES ('{TENANT}', 'acme', 'acme');
-                 INSERT INTO users (id, tenant_id, email, display_name, password_hash, role)
-                     VALUES ('{USER}', '{TENANT}', 'a@acme.test', 'a', 'x', 'admin');
-                 INSERT INTO agents (id, tenant_id, name, display_name, builtin_provider, model,
-                                     max_tokens, max_steps, timeout_seconds)
-                     VALUES ('{AGENT}', '{TENANT}', 'a', 'a', 'mock', 'mock', 10, 1, 10);"
-            ))
-            .unwrap();
         let agent = AgentId::from_uuid(AGENT.parse().unwrap());
         let (finished, running) = (new_run(agent), new_run(agent));
         // An agent deleted while its run's row waited: the insert breaks its foreign key.
